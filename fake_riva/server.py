@@ -1,0 +1,286 @@
+"""The Riva ASR servicer and a small owner object that starts and stops it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from riva.client.proto import riva_asr_pb2 as asr
+from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
+from riva.client.proto import riva_audio_pb2 as audio_pb
+
+from fake_riva.faults import BadFault, Faults
+from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, MODELS, find_model
+from fake_riva.recognizers import get_factory
+from fake_riva.recognizers.base import Hypothesis, RecognizerFactory, StreamSettings, UnsupportedAudio
+
+log = logging.getLogger("fake_riva")
+
+
+@dataclass
+class ServerStats:
+    """What a test can observe from the Riva side: streams by outcome."""
+
+    started: int = 0
+    active: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    chunks: int = 0
+    configs: list[asr.RecognitionConfig] = field(default_factory=list)
+    metadata: list[tuple[tuple[str, str], ...]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "started": self.started,
+                "active": self.active,
+                "completed": self.completed,
+                "cancelled": self.cancelled,
+                "failed": self.failed,
+                "chunks": self.chunks,
+            }
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
+    def __init__(
+        self,
+        factory: RecognizerFactory,
+        *,
+        stats: ServerStats,
+        server_faults: Mapping[str, str] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._stats = stats
+        self._server_faults = dict(server_faults or {})
+
+    # -- StreamingRecognize -------------------------------------------------
+    def StreamingRecognize(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: Iterator[asr.StreamingRecognizeRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[asr.StreamingRecognizeResponse]:
+        stats = self._stats
+        with stats.lock:
+            stats.started += 1
+            stats.active += 1
+            stats.metadata.append(tuple((m.key, m.value) for m in context.invocation_metadata()))
+        outcome = "failed"
+        try:
+            yield from self._stream(request_iterator, context)
+            outcome = "completed"
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+        except GeneratorExit:
+            outcome = "cancelled"
+            raise
+        finally:
+            if outcome == "completed" and not context.is_active():
+                outcome = "cancelled"
+            with stats.lock:
+                stats.active -= 1
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
+
+    def _stream(
+        self,
+        requests: Iterator[asr.StreamingRecognizeRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[asr.StreamingRecognizeResponse]:
+        first = next(requests, None)
+        if first is None or not first.HasField("streaming_config"):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first StreamingRecognizeRequest must carry streaming_config",
+            )
+        streaming = first.streaming_config
+        config = streaming.config
+        with self._stats.lock:
+            self._stats.configs.append(config)
+        faults = self._faults(config)
+        if faults.refuse is not None:
+            raise _Abort(faults.refuse, f"fault injected: refused with {faults.refuse.name}")
+        recognizer = self._recognizer(config, interim_results=streaming.interim_results)
+        chunks = 0
+        for request in requests:
+            if request.HasField("streaming_config"):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "streaming_config may only be sent first")
+            chunks += 1
+            with self._stats.lock:
+                self._stats.chunks += 1
+            if faults.fail_after_chunks is not None and chunks > faults.fail_after_chunks:
+                raise _Abort(faults.fail_code, f"fault injected: failed after {faults.fail_after_chunks} chunks")
+            if faults.end_after_chunks is not None and chunks > faults.end_after_chunks:
+                return
+            results = recognizer.accept(request.audio_content)
+            if faults.stall or not results:
+                continue
+            if faults.delay_s:
+                time.sleep(faults.delay_s)
+            yield _response(results)
+        if not context.is_active():
+            return
+        results = recognizer.finish()
+        if results and not faults.stall:
+            yield _response(results)
+
+    # -- Recognize (offline) -------------------------------------------------
+    def Recognize(  # noqa: N802 - gRPC method name
+        self, request: asr.RecognizeRequest, context: grpc.ServicerContext
+    ) -> asr.RecognizeResponse:
+        try:
+            recognizer = self._recognizer(request.config, interim_results=False)
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+        hypotheses = [h for h in recognizer.accept(request.audio) + recognizer.finish() if h.is_final]
+        return asr.RecognizeResponse(
+            results=[
+                asr.SpeechRecognitionResult(
+                    alternatives=[_alternative(h)], audio_processed=h.audio_processed_s
+                )
+                for h in hypotheses
+            ]
+        )
+
+    def GetRivaSpeechRecognitionConfig(  # noqa: N802 - gRPC method name
+        self, request: asr.RivaSpeechRecognitionConfigRequest, context: grpc.ServicerContext
+    ) -> asr.RivaSpeechRecognitionConfigResponse:
+        Config = asr.RivaSpeechRecognitionConfigResponse.Config  # noqa: N806
+        return asr.RivaSpeechRecognitionConfigResponse(
+            model_config=[
+                Config(model_name=m.name, parameters=m.parameters())
+                for m in MODELS
+                if not request.model_name or request.model_name == m.name
+            ]
+        )
+
+    # -- shared checks --------------------------------------------------------
+    def _faults(self, config: asr.RecognitionConfig) -> Faults:
+        try:
+            return Faults.parse(self._server_faults, dict(config.custom_configuration))
+        except BadFault as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+
+    def _recognizer(self, config: asr.RecognitionConfig, *, interim_results: bool) -> object:
+        """Validate the config as Riva does, then build this stream's recognizer."""
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        encoding = audio_pb.AudioEncoding.Name(config.encoding)
+        if config.encoding == audio_pb.ENCODING_UNSPECIFIED:
+            raise _Abort(invalid, "Error: audio encoding must be specified")
+        if not MIN_SAMPLE_RATE_HZ <= config.sample_rate_hertz <= MAX_SAMPLE_RATE_HZ:
+            raise _Abort(
+                invalid,
+                f"Error: sample_rate_hertz={config.sample_rate_hertz} is not supported; "
+                f"use {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}",
+            )
+        if config.language_code not in LANGUAGES or find_model(config.model, config.language_code) is None:
+            raise _Abort(
+                invalid,
+                "Error: Unavailable model requested given these parameters: "
+                f"language_code={config.language_code}; model={config.model or '(any)'}; type=online",
+            )
+        settings = StreamSettings(
+            encoding=encoding,
+            sample_rate_hertz=config.sample_rate_hertz,
+            language_code=config.language_code,
+            interim_results=interim_results,
+            word_time_offsets=config.enable_word_time_offsets,
+            automatic_punctuation=config.enable_automatic_punctuation,
+            custom_configuration=dict(config.custom_configuration),
+        )
+        try:
+            return self._factory(settings)
+        except UnsupportedAudio as exc:
+            raise _Abort(invalid, f"Error: {exc}") from exc
+
+
+def _alternative(h: Hypothesis) -> asr.SpeechRecognitionAlternative:
+    return asr.SpeechRecognitionAlternative(
+        transcript=h.text,
+        confidence=h.confidence,
+        words=[
+            asr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, confidence=w.confidence)
+            for w in h.words
+        ],
+    )
+
+
+def _response(results: list[Hypothesis]) -> asr.StreamingRecognizeResponse:
+    return asr.StreamingRecognizeResponse(
+        results=[
+            asr.StreamingRecognitionResult(
+                alternatives=[_alternative(h)],
+                is_final=h.is_final,
+                stability=h.stability,
+                audio_processed=h.audio_processed_s,
+                channel_tag=1,
+            )
+            for h in results
+        ]
+    )
+
+
+class FakeRiva:
+    """Owns one gRPC server: ``start()`` binds (port 0 picks a free one), ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        *,
+        recognizer: str = "scripted",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_streams: int = 512,
+        faults: Mapping[str, str] | None = None,
+        tls: tuple[bytes, bytes, bytes | None] | None = None,
+    ) -> None:
+        self.stats = ServerStats()
+        self._factory = get_factory(recognizer)
+        self._host, self._port = host, port
+        self._max_streams = max_streams
+        self._faults = faults
+        self._tls = tls  # (key, cert, client CA for mTLS or None)
+        self._server: grpc.Server | None = None
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    def start(self) -> int:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_streams, thread_name_prefix="fake-riva"),
+            maximum_concurrent_rpcs=self._max_streams,
+        )
+        asr_grpc.add_RivaSpeechRecognitionServicer_to_server(
+            RivaASRServicer(self._factory, stats=self.stats, server_faults=self._faults), server
+        )
+        address = f"{self._host}:{self._port}"
+        if self._tls is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            key, cert, client_ca = self._tls
+            creds = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+            )
+            self.port = server.add_secure_port(address, creds)
+        server.start()
+        self._server = server
+        log.info("fake_riva listening on %s", self.target)
+        return self.port
+
+    def stop(self, grace_s: float | None = 0.5) -> None:
+        if self._server is not None:
+            self._server.stop(grace_s).wait()
+            self._server = None
