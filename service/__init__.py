@@ -1,0 +1,1 @@
+"""Reserve: a streaming speech-recognition gateway from WebSocket/SSE to NVIDIA Riva."""

@@ -1,0 +1,89 @@
+"""The audio WebSocket: binary frames are audio, text frames are control messages.
+
+The handler reads only as fast as the session takes audio (the channel is bounded),
+so a fast sender is slowed by TCP, not buffered. Every refusal is an error frame
+followed by a close code that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import trio
+from quart import Blueprint, websocket
+
+from service.api.common import authorized_session, registry
+from service.errors import FrameTooLarge, InternalError, ReserveError
+from service.protocol import Control, parse_control
+from service.sessions.session import AudioAttachment, Session
+from service.sessions.state import State
+
+blueprint = Blueprint("audio", __name__)
+log = logging.getLogger("reserve.audio")
+CLOSE_NORMAL = 1000
+
+
+async def close_with_error(error: ReserveError) -> None:
+    """Tell the client in words, then close with the error's code."""
+    try:
+        await websocket.send(msgspec.json.encode({"type": "error", **error.to_json()}).decode())
+        await websocket.close(error.ws_close_code, error.code)
+    except Exception:  # the client may already be gone; nothing left to tell it
+        log.debug("could not deliver %s to a closed socket", error.code)
+
+
+@blueprint.websocket("/v1/sessions/<session_id>/audio")
+async def audio(session_id: str) -> None:
+    try:
+        session = authorized_session(session_id, from_websocket=True)
+        attachment = session.attach()
+    except ReserveError as error:
+        await websocket.accept()
+        await close_with_error(error)
+        return
+    await websocket.accept()
+    try:
+        await _stream(session, attachment)
+    finally:
+        attachment.close()
+
+
+async def _stream(session: Session, attachment: AudioAttachment) -> None:
+    max_frame = registry().runtime.settings.max_frame_bytes
+    error: ReserveError | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            nonlocal error
+            try:
+                await _ingest(attachment, max_frame)
+            except ReserveError as exc:
+                error = exc
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(read)
+        await session.done.wait()
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        await close_with_error(error)
+    elif session.state is State.FAILED:
+        await close_with_error(session.failure or InternalError("session failed"))
+    else:
+        await websocket.close(CLOSE_NORMAL, f"session {session.state.value}")
+
+
+async def _ingest(attachment: AudioAttachment, max_frame: int) -> None:
+    while True:
+        message = await websocket.receive()
+        if isinstance(message, bytes):
+            if len(message) > max_frame:
+                raise FrameTooLarge(f"audio frames are at most {max_frame} bytes; got {len(message)}")
+            if message:
+                await attachment.send_audio(message)
+            continue
+        control = parse_control(message)
+        await attachment.control(control)
+        if control is Control.END:
+            return  # keep the socket open until the session has flushed its finals
+

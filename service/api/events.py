@@ -1,0 +1,50 @@
+"""SSE: follow a session's event log from a cursor; resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import trio
+from quart import Blueprint, Response, request
+
+from service.api.common import authorized_session, registry
+from service.events import sse
+from service.events.log import EventLog
+
+blueprint = Blueprint("events", __name__)
+log = logging.getLogger("reserve.events")
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-store, no-transform",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+    "Content-Type": "text/event-stream; charset=utf-8",
+}
+
+
+async def follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
+    """Every event after ``after_id``, then return once the log is closed and drained."""
+    yield sse.preamble()
+    cursor = after_id
+    while True:
+        batch = event_log.read_after(cursor)
+        if batch:
+            cursor = batch[-1].id
+            yield b"".join(event.frame for event in batch)
+            continue
+        if event_log.closed:
+            return
+        with trio.move_on_after(heartbeat_s) as idle:
+            await event_log.wait_after(cursor)
+        if idle.cancelled_caught:
+            yield sse.HEARTBEAT
+
+
+@blueprint.get("/v1/sessions/<session_id>/events")
+async def events(session_id: str) -> Response:
+    session = authorized_session(session_id)
+    after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
+    heartbeat_s = registry().runtime.settings.sse_heartbeat_s
+    response = Response(follow(session.log, after_id, heartbeat_s), status=200, headers=SSE_HEADERS)
+    response.timeout = None  # an event stream lasts as long as the session
+    return response

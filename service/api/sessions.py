@@ -1,0 +1,68 @@
+"""REST: create, inspect and cancel sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Blueprint, Response, jsonify, request
+from quart_schema import document_request
+
+from service.api.common import authorized_session, registry
+from service.errors import BadRequest, InvalidConfig
+from service.sessions.config import RecognitionSettings
+
+blueprint = Blueprint("sessions", __name__)
+
+
+def parse_settings(body: bytes) -> RecognitionSettings:
+    """Validate the body; 422 names every bad field and why."""
+    try:
+        return RecognitionSettings.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "reason": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise BadRequest("the body is not valid JSON", fields=fields) from None
+        summary = "; ".join(f"{f['field']}: {f['reason']}" for f in fields[:5])
+        raise InvalidConfig(f"invalid session settings: {summary}", fields=fields) from None
+
+
+@blueprint.post("/v1/sessions")
+@document_request(RecognitionSettings)
+async def create_session() -> tuple[Response, int]:
+    body = await request.get_data(cache=False)
+    if not isinstance(body, bytes):  # pragma: no cover - get_data(as_text=False) gives bytes
+        body = body.encode()
+    if body.strip() and request.mimetype not in ("application/json", ""):
+        raise BadRequest("send the settings as application/json")
+    settings = parse_settings(body)
+    session = await registry().create(settings)
+    base = f"/v1/sessions/{session.id}"
+    payload: dict[str, Any] = {
+        "id": session.id,
+        "token": session.token,
+        "audio_url": f"{base}/audio",
+        "events_url": f"{base}/events",
+        "state": session.state.value,
+        "config": settings.model_dump(),
+    }
+    response = jsonify(payload)
+    response.headers["Location"] = base
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
+
+
+@blueprint.get("/v1/sessions/<session_id>")
+async def get_session(session_id: str) -> Response:
+    return jsonify(authorized_session(session_id).describe())
+
+
+@blueprint.delete("/v1/sessions/<session_id>")
+async def delete_session(session_id: str) -> Response:
+    session = authorized_session(session_id)
+    session.cancel("cancelled")
+    await session.done.wait()
+    return jsonify(session.describe())

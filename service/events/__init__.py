@@ -1,0 +1,1 @@
+"""A session's events: an append-only log with per-reader cursors, and SSE framing."""

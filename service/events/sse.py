@@ -1,0 +1,29 @@
+"""Server-Sent Events framing: pure functions from events to bytes."""
+
+from __future__ import annotations
+
+from service.errors import BadRequest
+
+HEARTBEAT = b": keepalive\n\n"
+RETRY_MS = 2000
+
+
+def frame(event_id: int, name: str, data_json: bytes) -> bytes:
+    """One event; ``data_json`` is compact JSON, so it never holds a newline."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, name.encode(), data_json)
+
+
+def preamble() -> bytes:
+    """Sent first: flushes headers through proxies and sets the client's reconnect delay."""
+    return b"retry: %d\n: stream open\n\n" % RETRY_MS
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int:
+    """The id to resume after (0: from the start). The header wins, as EventSource sets it."""
+    raw = header if header not in (None, "") else query
+    if raw in (None, ""):
+        return 0
+    assert raw is not None
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"Last-Event-ID must be a non-negative integer event id, got {raw[:40]!r}")
+    return int(raw)

@@ -1,0 +1,76 @@
+"""The gateway's lifetime: Riva target, optional bundled recognizer, the session registry.
+
+Started by the app's lifespan before the first request is accepted and stopped after
+the last, so nothing it starts (threads, gRPC servers, sessions) outlives the app.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from service.riva.channel import RivaTarget, open_target
+from service.sessions.registry import Registry
+from service.sessions.session import Runtime
+from service.settings import Settings
+
+log = logging.getLogger("reserve")
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry: Registry | None = None
+        self._embedded: object | None = None
+        self._target: RivaTarget | None = None
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
+        settings = self.settings
+        try:
+            uri = settings.riva_uri or await self._start_embedded()
+            self._target = open_target(settings, uri)
+            runtime = Runtime(settings, self._target, trio.CapacityLimiter(settings.max_sessions))
+            log.info("Riva target %s (tls=%s); at most %d sessions", uri, settings.riva_tls, settings.max_sessions)
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self.registry = Registry(runtime, nursery)
+                    task_status.started(self.registry)
+                    await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close()
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Cancel every session (their readers get ``end``), then release Riva resources."""
+        if self.registry is not None:
+            self.registry.cancel_all("shutdown")
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    async def _start_embedded(self) -> str:
+        from fake_riva import FakeRiva
+
+        name = self.settings.embedded_recognizer
+        server = FakeRiva(recognizer=name, host="127.0.0.1", port=0, max_streams=self.settings.max_sessions)
+        await trio.to_thread.run_sync(server.start)
+        self._embedded = server
+        log.warning(
+            "No Riva configured: using the bundled local recognizer (%s) on %s. "
+            "Set RESERVE_RIVA_URI=host:port to use NVIDIA Riva instead.",
+            name,
+            server.target,
+        )
+        return server.target
+
+    async def _close(self) -> None:
+        if self._target is not None:
+            self._target.close()
+        if self._embedded is not None:
+            from fake_riva import FakeRiva
+
+            assert isinstance(self._embedded, FakeRiva)
+            await trio.to_thread.run_sync(self._embedded.stop, 1.0)

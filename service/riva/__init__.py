@@ -1,0 +1,1 @@
+"""Talking to Riva: one shared channel per target, and the thread bridge for streams."""

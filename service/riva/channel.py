@@ -1,0 +1,64 @@
+"""One gRPC channel per Riva target, shared by every session (HTTP/2 multiplexes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
+
+from service.settings import Settings
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RivaTarget:
+    uri: str
+    channel: grpc.Channel
+    stub: asr_grpc.RivaSpeechRecognitionStub
+    metadata: tuple[tuple[str, str], ...]
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def call_metadata(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """Per-call metadata, each header exactly once (NVIDIA's client doubles them under TLS)."""
+    metadata: list[tuple[str, str]] = []
+    if settings.riva_function_id:
+        metadata.append(("function-id", settings.riva_function_id))
+    api_key = settings.riva_api_key.get_secret_value()
+    if api_key:
+        metadata.append(("authorization", f"Bearer {api_key}"))
+    return tuple(metadata)
+
+
+def open_target(settings: Settings, uri: str) -> RivaTarget:
+    keepalive_ms = int(settings.riva_keepalive_s * 1000)
+    options = [
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+    ]
+    if settings.riva_tls:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(settings.riva_ssl_root_cert),
+            private_key=_read(settings.riva_ssl_client_key),
+            certificate_chain=_read(settings.riva_ssl_client_cert),
+        )
+        channel = grpc.secure_channel(uri, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(uri, options=options)
+    return RivaTarget(uri, channel, asr_grpc.RivaSpeechRecognitionStub(channel), call_metadata(settings))
+
+
+def _read(path: object) -> bytes | None:
+    from pathlib import Path
+
+    return None if path is None else Path(str(path)).read_bytes()

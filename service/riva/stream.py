@@ -1,0 +1,121 @@
+"""The thread bridge: one blocking ``StreamingRecognize`` call driven from trio.
+
+Creating the call does not block, so it happens on the trio side, which keeps it
+and can cancel it. Only iterating the responses blocks; that runs in a worker
+thread under the session limiter. Audio crosses to gRPC's request thread through
+a queue whose room is a trio semaphore, so a full queue makes ``send`` wait
+(backpressure) and the request thread gives room back one way, with
+``run_sync_soon``, never a blocking round trip. Results come back the same way.
+
+Cancelling crosses the thread boundary explicitly: ``call.cancel()`` ends the
+response iteration, and a sentinel ends the request iterator, so no thread or call
+outlives the trio task that owns the stream.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+from typing import Final
+
+import grpc
+import trio
+from riva.client.proto import riva_asr_pb2 as asr
+
+from service.errors import ReserveError, UpstreamError, from_grpc
+from service.riva.channel import RivaTarget
+from service.riva.results import Result, from_response
+
+_END: Final = object()
+
+
+class RivaStream:
+    def __init__(
+        self,
+        target: RivaTarget,
+        config: asr.StreamingRecognitionConfig,
+        *,
+        on_results: Callable[[list[Result]], None],
+        limiter: trio.CapacityLimiter,
+        queue_chunks: int,
+    ) -> None:
+        self._target = target
+        self._config = config
+        self._on_results = on_results
+        self._limiter = limiter
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._room = trio.Semaphore(queue_chunks)
+        self._token = trio.lowlevel.current_trio_token()
+        self._input_closed = False
+        self.bytes_sent = 0
+
+    @property
+    def input_closed(self) -> bool:
+        return self._input_closed
+
+    async def send(self, audio: bytes) -> None:
+        """Queue audio for Riva, waiting while the queue is full."""
+        await self._room.acquire()
+        self.bytes_sent += len(audio)
+        self._requests.put(audio)
+
+    def close_input(self) -> None:
+        """Half-close: Riva flushes its finals and ends the stream."""
+        if not self._input_closed:
+            self._input_closed = True
+            self._requests.put(_END)
+
+    async def run(self) -> None:
+        """Run the call to its end; raise a ReserveError if Riva fails it."""
+        call = self._target.stub.StreamingRecognize(self._request_iterator(), metadata=self._target.metadata)
+        error: ReserveError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_exit, call)
+            try:
+                await trio.to_thread.run_sync(self._pump, call, limiter=self._limiter)
+            except ReserveError as exc:
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+                self._requests.put(_END)  # unblocks gRPC's request thread if it still waits
+        if error is not None:
+            raise error
+
+    # -- worker-thread side ---------------------------------------------------
+    def _request_iterator(self) -> Iterator[asr.StreamingRecognizeRequest]:
+        """Runs in gRPC's request thread."""
+        yield asr.StreamingRecognizeRequest(streaming_config=self._config)
+        while True:
+            item = self._requests.get()
+            if item is _END:
+                return
+            self._call_soon(self._room.release)
+            assert isinstance(item, bytes)
+            yield asr.StreamingRecognizeRequest(audio_content=item)
+
+    def _pump(self, call: grpc.Call) -> None:
+        """Runs in the worker thread: iterate responses, hand each to trio one way."""
+        try:
+            for response in call:  # type: ignore[attr-defined]
+                results = from_response(response)
+                if results:
+                    self._call_soon(self._on_results, results)
+        except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
+                return  # we cancelled it; the trio side knows why
+            raise from_grpc(exc) from None
+        except Exception as exc:  # a bug in conversion must not look like Riva's fault
+            raise UpstreamError(f"unreadable answer from Riva: {type(exc).__name__}") from exc
+
+    def _call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        try:
+            self._token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            pass  # the service is gone; nobody is left to tell
+
+
+async def _cancel_on_exit(call: grpc.Call) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        call.cancel()  # type: ignore[attr-defined]

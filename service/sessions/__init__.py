@@ -1,0 +1,1 @@
+"""Sessions: the recognition settings, the lifecycle state table, the session and its registry."""

@@ -1,0 +1,64 @@
+"""The registry: which sessions exist, how many may, and how long they are kept."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from service.errors import Overloaded, SessionNotFound
+from service.sessions.config import RecognitionSettings
+from service.sessions.session import Runtime, Session
+
+log = logging.getLogger("reserve.registry")
+
+
+class Registry:
+    """Owns every session's task in one nursery; a session stays readable for the
+    retention period after it ends, then it is forgotten."""
+
+    def __init__(self, runtime: Runtime, nursery: trio.Nursery) -> None:
+        self.runtime = runtime
+        self._nursery = nursery
+        self._sessions: dict[str, Session] = {}
+        self._live = 0
+
+    @property
+    def live_sessions(self) -> int:
+        return self._live
+
+    @property
+    def retained_sessions(self) -> int:
+        return len(self._sessions) - self._live
+
+    async def create(self, config: RecognitionSettings) -> Session:
+        settings = self.runtime.settings
+        if self._live >= settings.max_sessions:
+            raise Overloaded(
+                f"the gateway is at its limit of {settings.max_sessions} live sessions; try again shortly",
+                retry_after_s=5,
+            )
+        session = Session(self.runtime, config)
+        self._sessions[session.id] = session
+        self._live += 1
+        await self._nursery.start(self._own, session)
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound("no such session (it may have expired)")
+        return session
+
+    def cancel_all(self, reason: str) -> None:
+        for session in self._sessions.values():
+            session.cancel(reason)
+
+    async def _own(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await session.run(task_status=task_status)
+        finally:
+            self._live -= 1
+        await trio.sleep(self.runtime.settings.session_retention_s)
+        del self._sessions[session.id]
+        log.debug("session %s forgotten after retention", session.id)

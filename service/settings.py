@@ -1,0 +1,54 @@
+"""One validated settings object, read from ``RESERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KIB = 1024
+SECONDS = 1.0
+
+
+class Settings(BaseSettings):
+    """Every knob, with the bound it sets. The README's table is checked against this class."""
+
+    model_config = SettingsConfigDict(env_prefix="RESERVE_", frozen=True, extra="forbid")
+
+    riva_uri: str = Field("", description="Riva gRPC address host:port; empty starts the bundled recognizer")
+    riva_use_ssl: bool = Field(False, description="Use TLS to Riva (implied by a root or client certificate)")
+    riva_ssl_root_cert: Path | None = Field(None, description="PEM file of the CA that signed Riva's certificate")
+    riva_ssl_client_cert: Path | None = Field(None, description="PEM client certificate for mutual TLS")
+    riva_ssl_client_key: Path | None = Field(None, description="PEM client key for mutual TLS")
+    riva_function_id: str = Field("", description="NVIDIA cloud function-id metadata sent on every call")
+    riva_api_key: SecretStr = Field(SecretStr(""), description="Sent as 'authorization: Bearer <key>' to Riva")
+    embedded_recognizer: Literal["pocketsphinx", "scripted"] = Field(
+        "pocketsphinx", description="Recognizer of the bundled server when riva_uri is empty"
+    )
+    max_sessions: int = Field(200, ge=1, le=10_000, description="Live sessions at once; more get 503")
+    audio_queue_chunks: int = Field(16, ge=1, le=1024, description="Audio frames buffered per session")
+    max_frame_bytes: int = Field(256 * KIB, ge=1 * KIB, le=16 * 1024 * KIB, description="Largest audio frame")
+    max_body_bytes: int = Field(64 * KIB, ge=1 * KIB, description="Largest HTTP request body")
+    max_log_bytes: int = Field(
+        8 * 1024 * KIB, ge=64 * KIB, description="Event log size per session past which interims are dropped"
+    )
+    session_retention_s: float = Field(300 * SECONDS, ge=0, description="Events stay readable this long after the end")
+    idle_session_timeout_s: float = Field(
+        120 * SECONDS, gt=0, description="A session nobody streams to ends after this long"
+    )
+    finish_timeout_s: float = Field(30 * SECONDS, gt=0, description="Wait for Riva's finals after end of audio")
+    sse_heartbeat_s: float = Field(15 * SECONDS, gt=0, description="Comment line interval on idle event streams")
+    riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+
+    @model_validator(mode="after")
+    def _client_cert_pair(self) -> Settings:
+        if (self.riva_ssl_client_cert is None) != (self.riva_ssl_client_key is None):
+            raise ValueError("riva_ssl_client_cert and riva_ssl_client_key must be set together")
+        return self
+
+    @property
+    def riva_tls(self) -> bool:
+        return self.riva_use_ssl or self.riva_ssl_root_cert is not None or self.riva_ssl_client_cert is not None
