@@ -1,0 +1,160 @@
+"""Real parts for tests: fake_riva on a free port, hypercorn serving the app on another,
+and small real clients (httpx for REST and SSE, trio-websocket for audio)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+from httpx_sse import aconnect_sse
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from fake_riva import FakeRiva
+from service.app import create_app
+from service.settings import Settings
+
+PCM_CHUNK_100MS = 3200  # 16 kHz, 16-bit mono
+
+
+@contextlib.contextmanager
+def running_fake_riva(**kwargs: Any) -> Iterator[FakeRiva]:
+    server = FakeRiva(**kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    settings: Settings
+    http: httpx.AsyncClient
+
+    @property
+    def ws_base(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1)
+
+    async def create_session(self, expect: int = 201, **config: Any) -> dict[str, Any]:
+        response = await self.http.post("/v1/sessions", json=config)
+        assert response.status_code == expect, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.graceful_timeout = 2
+    app = create_app(settings)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status))
+        base = binds[0]
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            try:
+                yield Gateway(base, settings, http)
+            finally:
+                shutdown.set()
+
+
+@dataclass
+class EventRecord:
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass
+class EventCollector:
+    events: list[EventRecord] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def transcripts(self) -> list[dict[str, Any]]:
+        return [e.data for e in self.events if e.event == "transcript"]
+
+    @property
+    def finals(self) -> list[str]:
+        return [t["text"] for t in self.transcripts if t["is_final"]]
+
+    @property
+    def names(self) -> list[str]:
+        return [e.event for e in self.events]
+
+
+async def read_events(
+    gateway: Gateway,
+    session: dict[str, Any],
+    collector: EventCollector,
+    *,
+    last_event_id: int | None = None,
+    stop_after: int | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Follow a session's SSE stream until ``end`` (or ``stop_after`` events)."""
+    headers = {"Authorization": f"Bearer {session['token']}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with aconnect_sse(gateway.http, "GET", session["events_url"], headers=headers, timeout=None) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        task_status.started()
+        async with contextlib.aclosing(source.aiter_sse()) as stream:
+            async for sse in stream:
+                if not sse.data:  # the retry preamble carries no event (browsers skip it too)
+                    continue
+                collector.events.append(EventRecord(int(sse.id), sse.event, json.loads(sse.data)))
+                if sse.event == "end" or (stop_after is not None and len(collector.events) >= stop_after):
+                    break
+    collector.done.set()
+
+
+@contextlib.asynccontextmanager
+async def audio_socket(gateway: Gateway, session: dict[str, Any], token: str | None = "session") -> AsyncIterator[WebSocketConnection]:
+    url = gateway.ws_base + session["audio_url"]
+    headers = []
+    if token == "session":
+        headers = [("Authorization", f"Bearer {session['token']}")]
+    elif token is not None:
+        url += f"?token={token}"
+    async with open_websocket_url(url, extra_headers=headers, max_message_size=64 * 1024 * 1024) as ws:
+        try:
+            yield ws
+        finally:
+            # trio-websocket 0.12 leaves the TCP stream open when the server starts the
+            # closing handshake; close it so every test ends with no socket left behind.
+            await ws._stream.aclose()
+
+
+async def stream_audio(ws: WebSocketConnection, seconds: float, *, chunk: int = PCM_CHUNK_100MS, end: bool = True) -> None:
+    total = int(seconds * 32000)
+    sent = 0
+    while sent < total:
+        size = min(chunk, total - sent)
+        await ws.send_message(bytes(size))
+        sent += size
+    if end:
+        await ws.send_message('{"type": "end"}')
+
+
+async def close_reason(ws: WebSocketConnection) -> tuple[int, str, list[Any]]:
+    """Read until the server closes; return its code, reason and the text frames it sent."""
+    frames: list[Any] = []
+    with trio.fail_after(10):
+        try:
+            while True:
+                message = await ws.get_message()
+                frames.append(json.loads(message) if isinstance(message, str) else message)
+        except ConnectionClosed as closed:
+            assert closed.reason is not None
+            return closed.reason.code, closed.reason.reason or "", frames
