@@ -78,14 +78,15 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
             stats.started += 1
             stats.active += 1
             stats.metadata.append(tuple((m.key, m.value) for m in context.invocation_metadata()))
-        outcome = "failed"
+        outcome = "completed"
         try:
             yield from self._stream(request_iterator, context)
-            outcome = "completed"
         except _Abort as exc:
+            outcome = "failed"
             context.abort(exc.code, exc.message)
-        except GeneratorExit:
-            outcome = "cancelled"
+        except BaseException:
+            # the client cancelled (GeneratorExit, or the request iterator gave up)
+            outcome = "failed" if context.is_active() else "cancelled"
             raise
         finally:
             if outcome == "completed" and not context.is_active():
@@ -130,7 +131,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
             if faults.delay_s:
                 time.sleep(faults.delay_s)
             yield _response(results)
-        if not context.is_active():
+        if _cancelled_after_requests(context):
             return
         results = recognizer.finish()
         if results and not faults.stall:
@@ -204,6 +205,22 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
             return self._factory(settings)
         except UnsupportedAudio as exc:
             raise _Abort(invalid, f"Error: {exc}") from exc
+
+
+CANCEL_SETTLE_S = 0.05
+
+
+def _cancelled_after_requests(context: grpc.ServicerContext) -> bool:
+    """Tell a client's half-close from its cancel.
+
+    gRPC can end the request iterator of a cancelled call as if the client had
+    half-closed, and mark it cancelled a moment later. A cancelled RPC terminates
+    (running its callbacks) on its own; a half-closed one waits for our answer.
+    """
+    terminated = threading.Event()
+    if not context.add_callback(terminated.set):
+        return True
+    return terminated.wait(CANCEL_SETTLE_S) or not context.is_active()
 
 
 def _alternative(h: Hypothesis) -> asr.SpeechRecognitionAlternative:

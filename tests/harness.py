@@ -14,6 +14,7 @@ import trio
 from httpx_sse import aconnect_sse
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from quart_trio import QuartTrio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from fake_riva import FakeRiva
@@ -38,6 +39,7 @@ class Gateway:
     base_url: str
     settings: Settings
     http: httpx.AsyncClient
+    app: QuartTrio
 
     @property
     def ws_base(self) -> str:
@@ -63,7 +65,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         base = binds[0]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             try:
-                yield Gateway(base, settings, http)
+                yield Gateway(base, settings, http, app)
             finally:
                 shutdown.set()
 

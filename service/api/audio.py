@@ -65,9 +65,9 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
         nursery.start_soon(read)
         await session.done.wait()
         nursery.cancel_scope.cancel()
-    if error is not None:
+    if error is not None and not session.state.terminal:
         await close_with_error(error)
-    elif session.state is State.FAILED:
+    elif session.state is State.FAILED:  # the session's own failure explains any refusal
         await close_with_error(session.failure or InternalError("session failed"))
     else:
         await websocket.close(CLOSE_NORMAL, f"session {session.state.value}")

@@ -309,7 +309,7 @@ class AudioAttachment:
         counters = self.session.counters
         counters.audio_bytes += len(audio)
         counters.audio_frames += 1
-        await self.session._audio_tx.send(audio)
+        await self._send(audio)
 
     async def control(self, control: Control) -> None:
         if control is Control.KEEPALIVE:
@@ -319,7 +319,13 @@ class AudioAttachment:
         if control is Control.END:
             self.ended = True
             self.session._socket_ended = True
-        await self.session._audio_tx.send(control)
+        await self._send(control)
+
+    async def _send(self, item: AudioItem) -> None:
+        try:
+            await self.session._audio_tx.send(item)
+        except trio.BrokenResourceError:
+            raise SessionClosed(f"session is {self.session.state.value}") from None
 
     def close(self) -> None:
         self.session._detach(self)

@@ -161,4 +161,4 @@ async def test_delete_cancels_the_session_and_its_riva_call(gateway: Gateway, fa
     with trio.fail_after(5):
         while fake_riva.stats.snapshot()["active"]:
             await trio.sleep(0.01)
-    assert fake_riva.stats.snapshot()["cancelled"] == 1
+    assert fake_riva.stats.snapshot()["cancelled"] == 1, fake_riva.stats.snapshot()

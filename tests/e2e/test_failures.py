@@ -1,0 +1,122 @@
+"""What a client sees when Riva or the client misbehaves, and that nothing is left behind."""
+
+from __future__ import annotations
+
+import threading
+
+import trio
+
+from fake_riva import FakeRiva
+from service.settings import Settings
+from tests.harness import (
+    EventCollector,
+    Gateway,
+    audio_socket,
+    close_reason,
+    read_events,
+    running_gateway,
+    stream_audio,
+)
+
+SCRIPT = {"fake.transcript": "one two three four five six seven eight", "fake.ms_per_word": "100"}
+
+
+async def wait_until(predicate: object, timeout_s: float = 5) -> None:
+    assert callable(predicate)
+    with trio.fail_after(timeout_s):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+def worker_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("Trio thread"))
+
+
+async def test_client_dropping_its_socket_cancels_the_riva_call_and_frees_the_thread(
+    gateway: Gateway, fake_riva: FakeRiva
+) -> None:
+    session = await gateway.create_session(custom_configuration=SCRIPT)
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, gateway, session, events)
+        async with audio_socket(gateway, session) as ws:
+            await stream_audio(ws, seconds=0.3, end=False)
+            await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
+            busy = gateway_limiter(gateway).borrowed_tokens
+            assert busy == 1
+            await ws.aclose()  # gone without an end message
+    await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
+    assert fake_riva.stats.snapshot()["cancelled"] == 1, fake_riva.stats.snapshot()
+    assert fake_riva.stats.snapshot()["active"] == 0
+    await wait_until(lambda: gateway_limiter(gateway).borrowed_tokens == 0)
+    assert events.events[-1].data == {"reason": "client_gone"}
+
+
+def gateway_limiter(gateway: Gateway) -> trio.CapacityLimiter:
+    """The worker-thread limiter of the gateway under test (observed, not mocked)."""
+    limiter: trio.CapacityLimiter = gateway.app.extensions["reserve.registry"].runtime.limiter
+    return limiter
+
+
+async def test_riva_unreachable_gives_an_error_event_and_close_code_quickly() -> None:
+    settings = Settings(riva_uri="127.0.0.1:9", finish_timeout_s=5)  # nothing listens on port 9
+    async with running_gateway(settings) as gateway:
+        session = await gateway.create_session()
+        events = EventCollector()
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(read_events, gateway, session, events)
+                async with audio_socket(gateway, session) as ws:
+                    await stream_audio(ws, seconds=0.2, end=False)
+                    code, reason, frames = await close_reason(ws)
+    assert (code, reason) == (1011, "upstream_unavailable")
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "upstream_unavailable"
+    assert events.names[-2:] == ["error", "end"]
+    assert events.events[-2].data["code"] == "upstream_unavailable"
+    assert events.events[-1].data == {"reason": "error"}
+
+
+async def test_riva_invalid_argument_reaches_the_client_as_an_actionable_error(gateway: Gateway) -> None:
+    session = await gateway.create_session(language_code="xx-XX")
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, gateway, session, events)
+        async with audio_socket(gateway, session) as ws:
+            await stream_audio(ws, seconds=0.1, end=False)
+            code, reason, frames = await close_reason(ws)
+    assert (code, reason) == (4422, "invalid_config")
+    error = events.events[-2].data
+    assert error["code"] == "invalid_config" and error["grpc_code"] == "INVALID_ARGUMENT"
+    assert "language_code=xx-XX" in error["message"]
+    state = (await gateway.http.get(f"/v1/sessions/{session['id']}", params={"token": session["token"]})).json()
+    assert state["state"] == "failed"
+
+
+async def test_riva_failing_mid_stream_fails_the_session_with_the_code(gateway: Gateway) -> None:
+    session = await gateway.create_session(
+        custom_configuration={**SCRIPT, "fake.fail_after_chunks": "3", "fake.fail_code": "INTERNAL"}
+    )
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, gateway, session, events)
+        async with audio_socket(gateway, session) as ws:
+            await stream_audio(ws, seconds=1.0, end=False)
+            code, reason, _ = await close_reason(ws)
+    assert (code, reason) == (1011, "upstream_error"), frames
+    assert events.names[-2:] == ["error", "end"]
+    assert events.finals == []  # nothing was final yet; what was heard came as interims
+    assert [t["text"] for t in events.transcripts] == ["one", "one two", "one two three"]
+
+
+async def test_riva_silent_after_end_of_audio_times_out(fake_riva: FakeRiva) -> None:
+    settings = Settings(riva_uri=fake_riva.target, finish_timeout_s=0.5)
+    async with running_gateway(settings) as gateway:
+        session = await gateway.create_session(custom_configuration={**SCRIPT, "fake.delay_ms": "3000"})
+        events = EventCollector()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(read_events, gateway, session, events)
+            async with audio_socket(gateway, session) as ws:
+                await stream_audio(ws, seconds=0.3)
+                code, reason, _ = await close_reason(ws)
+    assert (code, reason) == (1011, "upstream_timeout")
+    assert events.events[-2].data["code"] == "upstream_timeout"
