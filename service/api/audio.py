@@ -15,7 +15,7 @@ from quart import Blueprint, websocket
 
 from service.api.common import authorized_session, registry
 from service.errors import FrameTooLarge, InternalError, ReserveError
-from service.protocol import Control, parse_control
+from service.protocol import parse_control
 from service.sessions.session import AudioAttachment, Session
 from service.sessions.state import State
 
@@ -82,8 +82,7 @@ async def _ingest(attachment: AudioAttachment, max_frame: int) -> None:
             if message:
                 await attachment.send_audio(message)
             continue
-        control = parse_control(message)
-        await attachment.control(control)
-        if control is Control.END:
-            return  # keep the socket open until the session has flushed its finals
+        await attachment.control(parse_control(message))
+        # after ``end`` keep reading: the socket stays open until the finals are
+        # flushed, and anything but keepalives from here on is refused
 
