@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     faults = dict(item.split("=", 1) for item in args.fault)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = FakeRiva(recognizer=args.recognizer, host=args.host, port=args.port, max_streams=args.max_streams, faults=faults)
+    server = FakeRiva(
+        recognizer=args.recognizer, host=args.host, port=args.port, max_streams=args.max_streams, faults=faults
+    )
     server.start()
     print(f"fake_riva ready on {server.target}", flush=True)
     stop = threading.Event()

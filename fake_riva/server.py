@@ -17,7 +17,7 @@ from riva.client.proto import riva_audio_pb2 as audio_pb
 from fake_riva.faults import BadFault, Faults
 from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, MODELS, find_model
 from fake_riva.recognizers import get_factory
-from fake_riva.recognizers.base import Hypothesis, RecognizerFactory, StreamSettings, UnsupportedAudio
+from fake_riva.recognizers.base import Hypothesis, Recognizer, RecognizerFactory, StreamSettings, UnsupportedAudio
 
 log = logging.getLogger("fake_riva")
 
@@ -55,7 +55,7 @@ class _Abort(Exception):
         self.message = message
 
 
-class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
+class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[misc]
     def __init__(
         self,
         factory: RecognizerFactory,
@@ -148,9 +148,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
         hypotheses = [h for h in recognizer.accept(request.audio) + recognizer.finish() if h.is_final]
         return asr.RecognizeResponse(
             results=[
-                asr.SpeechRecognitionResult(
-                    alternatives=[_alternative(h)], audio_processed=h.audio_processed_s
-                )
+                asr.SpeechRecognitionResult(alternatives=[_alternative(h)], audio_processed=h.audio_processed_s)
                 for h in hypotheses
             ]
         )
@@ -174,7 +172,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):
         except BadFault as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
-    def _recognizer(self, config: asr.RecognitionConfig, *, interim_results: bool) -> object:
+    def _recognizer(self, config: asr.RecognitionConfig, *, interim_results: bool) -> Recognizer:
         """Validate the config as Riva does, then build this stream's recognizer."""
         invalid = grpc.StatusCode.INVALID_ARGUMENT
         encoding = audio_pb.AudioEncoding.Name(config.encoding)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +61,22 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     app = create_app(settings)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status))
+        binds = await nursery.start(
+            lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+        )
         base = binds[0]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             try:
                 yield Gateway(base, settings, http, app)
             finally:
                 shutdown.set()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5) -> None:
+    """Poll state owned by other threads (fake_riva's counters), which cannot wake us."""
+    with trio.fail_after(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - nothing to await on across threads
+            await trio.sleep(0.01)
 
 
 @dataclass
@@ -122,7 +131,9 @@ async def read_events(
 
 
 @contextlib.asynccontextmanager
-async def audio_socket(gateway: Gateway, session: dict[str, Any], token: str | None = "session") -> AsyncIterator[WebSocketConnection]:
+async def audio_socket(
+    gateway: Gateway, session: dict[str, Any], token: str | None = "session"
+) -> AsyncIterator[WebSocketConnection]:
     url = gateway.ws_base + session["audio_url"]
     headers = []
     if token == "session":
@@ -138,7 +149,9 @@ async def audio_socket(gateway: Gateway, session: dict[str, Any], token: str | N
             await ws._stream.aclose()
 
 
-async def stream_audio(ws: WebSocketConnection, seconds: float, *, chunk: int = PCM_CHUNK_100MS, end: bool = True) -> None:
+async def stream_audio(
+    ws: WebSocketConnection, seconds: float, *, chunk: int = PCM_CHUNK_100MS, end: bool = True
+) -> None:
     total = int(seconds * 32000)
     sent = 0
     while sent < total:

@@ -85,4 +85,3 @@ async def _ingest(attachment: AudioAttachment, max_frame: int) -> None:
         await attachment.control(parse_control(message))
         # after ``end`` keep reading: the socket stays open until the finals are
         # flushed, and anything but keepalives from here on is refused
-

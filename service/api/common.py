@@ -38,4 +38,4 @@ def error_response(error: ReserveError) -> Response:
     retry_after = error.details.get("retry_after_s")
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
-    return cast(Response, response)
+    return response

@@ -14,6 +14,7 @@ outlives the trio task that owns the stream.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -96,7 +97,7 @@ class RivaStream:
     def _pump(self, call: grpc.Call) -> None:
         """Runs in the worker thread: iterate responses, hand each to trio one way."""
         try:
-            for response in call:  # type: ignore[attr-defined]
+            for response in call:
                 results = from_response(response)
                 if results:
                     self._call_soon(self._on_results, results)
@@ -108,14 +109,12 @@ class RivaStream:
             raise UpstreamError(f"unreadable answer from Riva: {type(exc).__name__}") from exc
 
     def _call_soon(self, fn: Callable[..., object], *args: object) -> None:
-        try:
+        with contextlib.suppress(trio.RunFinishedError):  # the service is gone; nobody is left to tell
             self._token.run_sync_soon(fn, *args)
-        except trio.RunFinishedError:
-            pass  # the service is gone; nobody is left to tell
 
 
 async def _cancel_on_exit(call: grpc.Call) -> None:
     try:
         await trio.sleep_forever()
     finally:
-        call.cancel()  # type: ignore[attr-defined]
+        call.cancel()

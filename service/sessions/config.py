@@ -81,9 +81,7 @@ class RecognitionSettings(_Strict):
             custom_configuration=self.custom_configuration,
         )
         if self.endpointing is not None:
-            config.endpointing_config.CopyFrom(
-                asr.EndpointingConfig(**self.endpointing.model_dump(exclude_none=True))
-            )
+            config.endpointing_config.CopyFrom(asr.EndpointingConfig(**self.endpointing.model_dump(exclude_none=True)))
         if self.speaker_diarization is not None:
             config.diarization_config.CopyFrom(
                 asr.SpeakerDiarizationConfig(

@@ -214,7 +214,9 @@ class Session:
         if control is None:
             raise UpstreamError("Riva ended the stream before the audio did")
         if not stream_done:
-            raise UpstreamTimeout(f"Riva sent no final result within {runtime.settings.finish_timeout_s:g} s of the end of audio")
+            raise UpstreamTimeout(
+                f"Riva sent no final result within {runtime.settings.finish_timeout_s:g} s of the end of audio"
+            )
         self._offset_s += self._stream_seconds(stream)
         return control
 

@@ -1,9 +1,9 @@
 """A session's lifecycle as a table: every allowed transition, and nothing else.
 
-    waiting ──attach──▶ streaming ──end_of_audio──▶ finishing ──flushed──▶ finished
-       │                   │  ▲                         │
-       │                   │  └─────── (finalize stays in streaming)
-       └──── fail / cancel from any live state ──▶ failed | cancelled
+waiting ──attach──▶ streaming ──end_of_audio──▶ finishing ──flushed──▶ finished
+   │                   │  ▲                         │
+   │                   │  └─────── (finalize stays in streaming)
+   └──── fail / cancel from any live state ──▶ failed | cancelled
 """
 
 from __future__ import annotations

@@ -91,7 +91,9 @@ async def test_a_finished_session_refuses_new_audio(gateway: Gateway) -> None:
     ("token", "code", "reason"),
     [(None, 4401, "unauthorized"), ("not-the-token", 4403, "forbidden")],
 )
-async def test_audio_socket_needs_the_session_token(gateway: Gateway, token: str | None, code: int, reason: str) -> None:
+async def test_audio_socket_needs_the_session_token(
+    gateway: Gateway, token: str | None, code: int, reason: str
+) -> None:
     session = await gateway.create_session()
     async with audio_socket(gateway, session, token=token) as ws:
         assert (await close_reason(ws))[:2] == (code, reason)
@@ -101,7 +103,11 @@ async def test_unknown_session_everywhere(gateway: Gateway) -> None:
     fake = {"audio_url": "/v1/sessions/nope/audio", "token": "x"}
     async with audio_socket(gateway, fake) as ws:
         assert (await close_reason(ws))[:2] == (4404, "not_found")
-    for method, path in [("GET", "/v1/sessions/nope"), ("DELETE", "/v1/sessions/nope"), ("GET", "/v1/sessions/nope/events")]:
+    for method, path in [
+        ("GET", "/v1/sessions/nope"),
+        ("DELETE", "/v1/sessions/nope"),
+        ("GET", "/v1/sessions/nope/events"),
+    ]:
         response = await gateway.http.request(method, path, headers={"Authorization": "Bearer x"})
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"

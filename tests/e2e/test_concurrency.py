@@ -7,7 +7,7 @@ import threading
 import trio
 
 from fake_riva import FakeRiva
-from tests.harness import EventCollector, Gateway, audio_socket, close_reason, read_events
+from tests.harness import EventCollector, Gateway, audio_socket, close_reason, read_events, wait_until
 
 SESSIONS = 60
 
@@ -58,6 +58,5 @@ def other_threads() -> set[str]:
 
 async def wait_for_threads(expected: set[str]) -> None:
     with trio.move_on_after(5):
-        while other_threads() - expected:
-            await trio.sleep(0.05)
+        await wait_until(lambda: not other_threads() - expected)
     assert other_threads() - expected == set()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import trio
 
 from fake_riva import FakeRiva
@@ -16,20 +14,10 @@ from tests.harness import (
     read_events,
     running_gateway,
     stream_audio,
+    wait_until,
 )
 
 SCRIPT = {"fake.transcript": "one two three four five six seven eight", "fake.ms_per_word": "100"}
-
-
-async def wait_until(predicate: object, timeout_s: float = 5) -> None:
-    assert callable(predicate)
-    with trio.fail_after(timeout_s):
-        while not predicate():
-            await trio.sleep(0.01)
-
-
-def worker_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith("Trio thread"))
 
 
 async def test_client_dropping_its_socket_cancels_the_riva_call_and_frees_the_thread(
@@ -83,7 +71,7 @@ async def test_riva_invalid_argument_reaches_the_client_as_an_actionable_error(g
         await nursery.start(read_events, gateway, session, events)
         async with audio_socket(gateway, session) as ws:
             await stream_audio(ws, seconds=0.1, end=False)
-            code, reason, frames = await close_reason(ws)
+            code, reason, _ = await close_reason(ws)
     assert (code, reason) == (4422, "invalid_config")
     error = events.events[-2].data
     assert error["code"] == "invalid_config" and error["grpc_code"] == "INVALID_ARGUMENT"
@@ -102,7 +90,7 @@ async def test_riva_failing_mid_stream_fails_the_session_with_the_code(gateway: 
         async with audio_socket(gateway, session) as ws:
             await stream_audio(ws, seconds=1.0, end=False)
             code, reason, _ = await close_reason(ws)
-    assert (code, reason) == (1011, "upstream_error"), frames
+    assert (code, reason) == (1011, "upstream_error")
     assert events.names[-2:] == ["error", "end"]
     assert events.finals == []  # nothing was final yet; what was heard came as interims
     assert [t["text"] for t in events.transcripts] == ["one", "one two", "one two three"]

@@ -14,6 +14,7 @@ from tests.harness import (
     close_reason,
     read_events,
     stream_audio,
+    wait_until,
 )
 
 SCRIPT = {"fake.transcript": "hello world|good morning everyone", "fake.ms_per_word": "200"}
@@ -43,7 +44,9 @@ async def test_interims_and_finals_arrive_in_order_then_end(gateway: Gateway) ->
     assert final["audio_processed"] == 1.0  # "everyone" is heard at 1.0 s
     assert final["stability"] == 1.0 and final["confidence"] == 0.95 and final["channel"] == 1
 
-    state = (await gateway.http.get(f"/v1/sessions/{session['id']}", headers={"Authorization": f"Bearer {session['token']}"})).json()
+    state = (
+        await gateway.http.get(f"/v1/sessions/{session['id']}", headers={"Authorization": f"Bearer {session['token']}"})
+    ).json()
     assert state["state"] == "finished"
     assert state["final_transcript"] == "hello world good morning everyone"
     assert state["counters"]["audio_bytes"] == int(1.2 * 32000)
@@ -150,15 +153,11 @@ async def test_delete_cancels_the_session_and_its_riva_call(gateway: Gateway, fa
         await nursery.start(read_events, gateway, session, events)
         async with audio_socket(gateway, session) as ws:
             await stream_audio(ws, seconds=0.5, end=False)
-            with trio.fail_after(5):
-                while fake_riva.stats.snapshot()["active"] != 1:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
             response = await gateway.http.delete(f"/v1/sessions/{session['id']}", headers=auth)
             assert response.status_code == 200 and response.json()["state"] == "cancelled"
             code, _, _ = await close_reason(ws)
             assert code == 1000
     assert events.events[-1].data == {"reason": "cancelled"}
-    with trio.fail_after(5):
-        while fake_riva.stats.snapshot()["active"]:
-            await trio.sleep(0.01)
+    await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
     assert fake_riva.stats.snapshot()["cancelled"] == 1, fake_riva.stats.snapshot()

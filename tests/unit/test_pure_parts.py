@@ -14,7 +14,14 @@ from service.sessions.config import RecognitionSettings
 from service.sessions.state import TRANSITIONS, InvalidTransition, State, Trigger, next_state
 
 
-@pytest.mark.parametrize(("text", "control"), [('{"type":"end"}', Control.END), ('{"type":"finalize","x":1}', Control.FINALIZE), ('{"type":"keepalive"}', Control.KEEPALIVE)])
+@pytest.mark.parametrize(
+    ("text", "control"),
+    [
+        ('{"type":"end"}', Control.END),
+        ('{"type":"finalize","x":1}', Control.FINALIZE),
+        ('{"type":"keepalive"}', Control.KEEPALIVE),
+    ],
+)
 def test_control_messages(text: str, control: Control) -> None:
     assert parse_control(text) is control
 
