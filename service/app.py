@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         BODY_TIMEOUT=30,
         RESPONSE_TIMEOUT=60,
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=5,
+        RESERVE_WEB_DIR=settings.web_dir,
     )
     QuartSchema(
         app,

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     finish_timeout_s: float = Field(30 * SECONDS, gt=0, description="Wait for Riva's finals after end of audio")
     sse_heartbeat_s: float = Field(15 * SECONDS, gt=0, description="Comment line interval on idle event streams")
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
+    web_dir: Path | None = Field(None, description="Folder of the browser page; default: web/ beside the code")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
 
     @model_validator(mode="after")

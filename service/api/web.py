@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, current_app, send_from_directory
 
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 blueprint = Blueprint("web", __name__)
 
 PAGE_HEADERS = {
@@ -22,13 +22,18 @@ PAGE_HEADERS = {
 
 @blueprint.get("/")
 async def index() -> Response:
-    response = await send_from_directory(WEB_DIR, "index.html")
+    response = await send_from_directory(_web_dir(), "index.html")
     response.headers.update(PAGE_HEADERS)
     return response
 
 
 @blueprint.get("/static/<path:name>")
 async def static_file(name: str) -> Response:
-    response = await send_from_directory(WEB_DIR, name)
+    response = await send_from_directory(_web_dir(), name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _web_dir() -> Path:
+    configured: Path | None = current_app.config.get("RESERVE_WEB_DIR")
+    return configured or DEFAULT_WEB_DIR

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Reserve: build wheels in one stage, run as a non-root user from a slim image in the next.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY fake_riva ./fake_riva
+RUN python -m venv /opt/reserve \
+ && /opt/reserve/bin/pip install --upgrade pip \
+ && /opt/reserve/bin/pip install .
+
+FROM python:3.11-slim AS runtime
+RUN groupadd --system reserve && useradd --system --gid reserve --home-dir /app --shell /usr/sbin/nologin reserve
+WORKDIR /app
+COPY --from=build /opt/reserve /opt/reserve
+COPY hypercorn.toml ./
+COPY web ./web
+ENV PATH=/opt/reserve/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    RESERVE_LOG_LEVEL=INFO \
+    RESERVE_WEB_DIR=/app/web
+USER reserve
+EXPOSE 8000
+# hypercorn drains on SIGTERM (graceful_timeout in hypercorn.toml); docker stop sends it.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+ENTRYPOINT ["hypercorn", "--config", "hypercorn.toml", "service.app:app"]

@@ -1,0 +1,604 @@
+// Reserve's page: microphone or WAV file -> 16 kHz PCM over a WebSocket; transcripts back as SSE.
+//
+// One "run" at a time: create a session (POST /v1/sessions), follow its events
+// (EventSource on events_url), open its audio socket (WebSocket on audio_url), stream,
+// then send {"type":"end"} and keep the event stream until its "end" event.
+
+import { CHUNK_BYTES, CHUNK_MS, Resampler, TARGET_RATE, floatToPcm16, mixToMono } from "./pcm-worklet.js";
+
+const SESSION_SETTINGS = { encoding: "LINEAR_PCM", sample_rate_hertz: TARGET_RATE, interim_results: true };
+const FINISH_TIMEOUT_MS = 30000; // after "end", how long the server may take to finish
+const LINGER_MS = 5000; // after an audio-socket error, how long to wait for the error/end events
+const FLUSH_TIMEOUT_MS = 1000; // how long the worklet may take to hand over its last samples
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  start: $("start"),
+  file: $("file"),
+  status: $("status"),
+  error: $("error"),
+  transcript: $("transcript"),
+  final: $("final"),
+  interim: $("interim"),
+  level: $("level"),
+};
+
+/** An error whose message is written for the person using the page. */
+class UserError extends Error {}
+
+const CLOSE_WORDS = {
+  1001: "the server is going away",
+  1003: "the server refused a message from this page",
+  1006: "the connection dropped",
+  1008: "the server refused the connection",
+  1009: "an audio frame was too large",
+  1011: "the server failed",
+  1013: "the server is busy; try again in a moment",
+  4401: "the session token was missing",
+  4403: "the session token was refused",
+  4404: "the session no longer exists",
+  4409: "another connection is already sending audio to this session",
+  4410: "the session is already over",
+  4422: "the recognition settings were refused",
+};
+
+const END_WORDS = {
+  cancelled: "the session was cancelled",
+  client_gone: "the audio connection was lost",
+  idle_timeout: "no audio arrived in time",
+  shutdown: "the server is shutting down",
+  error: "the server reported an error",
+};
+
+let current = null; // the Run on screen
+
+class Run {
+  constructor(mode, label) {
+    this.mode = mode; // "mic" | "file"
+    this.label = label;
+    this.state = "connecting";
+    this.session = null;
+    this.events = null;
+    this.ws = null;
+    this.context = null;
+    this.media = null;
+    this.node = null;
+    this.finals = [];
+    this.socketError = null; // the last {"type":"error"} frame from the audio socket
+    this.endSent = false;
+    this.ended = false; // the "end" event arrived
+    this.failed = false;
+    this.closed = false; // everything released
+    this.cancelled = false;
+    this.timers = new Set();
+  }
+
+  later(ms, fn) {
+    const id = setTimeout(() => {
+      this.timers.delete(id);
+      fn();
+    }, ms);
+    this.timers.add(id);
+    return id;
+  }
+
+  get socketOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+}
+
+// -- on screen ------------------------------------------------------------------------------
+
+function setState(run, state, text) {
+  run.state = state;
+  if (run !== current) return;
+  ui.status.dataset.state = state;
+  ui.status.textContent = text;
+  document.body.dataset.state = state;
+  const active = state === "connecting" || state === "streaming" || state === "finishing";
+  ui.start.textContent = active ? "Stop" : "Start";
+  ui.start.dataset.action = active ? "stop" : "start";
+  ui.start.disabled = state === "finishing";
+  ui.start.setAttribute("aria-pressed", String(active));
+  ui.file.disabled = active;
+  if (!active) ui.level.value = 0;
+}
+
+function setStatusText(run, text) {
+  if (run === current && !run.closed) ui.status.textContent = text;
+}
+
+function showError(text) {
+  ui.error.textContent = text;
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.textContent = "";
+  ui.error.hidden = true;
+}
+
+function renderTranscript(run, interim) {
+  if (run !== current) return;
+  ui.final.textContent = run.finals.join(" ");
+  ui.interim.textContent = interim;
+  ui.transcript.dataset.empty = String(!ui.final.textContent && !interim);
+  ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+function showLevel(peak) {
+  // a quick attack, a slow release: readable at 10 updates a second
+  const shown = Number(ui.level.value) || 0;
+  ui.level.value = peak > shown ? peak : shown * 0.7 + peak * 0.3;
+}
+
+// -- HTTP, SSE, WebSocket ------------------------------------------------------------------
+
+async function describeHttpError(response) {
+  let code = "";
+  let message = "";
+  try {
+    const body = await response.json();
+    code = body?.error?.code ?? "";
+    message = body?.error?.message ?? "";
+  } catch {
+    message = response.statusText;
+  }
+  const detail = message ? `: ${message}` : "";
+  const status = `HTTP ${response.status}${code ? ` ${code}` : ""}`;
+  if (response.status === 401 || response.status === 403) {
+    return `Not allowed to start a session (${status})${detail}`;
+  }
+  if (response.status === 503) {
+    const retry = response.headers.get("Retry-After");
+    return `The server is busy (${status})${detail}${retry ? `. Try again in ${retry} s.` : ". Try again shortly."}`;
+  }
+  if (response.status === 422) return `The server refused the recognition settings (${status})${detail}`;
+  return `Could not start a session (${status})${detail}`;
+}
+
+async function createSession() {
+  let response;
+  try {
+    response = await fetch("/v1/sessions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(SESSION_SETTINGS),
+      cache: "no-store",
+    });
+  } catch {
+    throw new UserError("Cannot reach the Reserve server. Check the connection and try again.");
+  }
+  if (!response.ok) throw new UserError(await describeHttpError(response));
+  let session;
+  try {
+    session = await response.json();
+  } catch {
+    session = null;
+  }
+  if (!session || !session.token || !session.audio_url || !session.events_url) {
+    throw new UserError("The server answered, but not with a session. Is this a Reserve server?");
+  }
+  return session;
+}
+
+function withToken(path, token, protocol) {
+  const url = new URL(path, location.href);
+  if (protocol) url.protocol = protocol;
+  url.searchParams.set("token", token);
+  return url.href;
+}
+
+function parseData(event) {
+  try {
+    return JSON.parse(event.data);
+  } catch {
+    return {};
+  }
+}
+
+function openEvents(run) {
+  const events = new EventSource(withToken(run.session.events_url, run.session.token));
+  run.events = events;
+  events.addEventListener("transcript", (event) => onTranscript(run, parseData(event)));
+  events.addEventListener("end", (event) => onEnd(run, parseData(event)));
+  events.addEventListener("open", () => {
+    if (run.state === "streaming") setStatusText(run, streamingText(run));
+  });
+  // "error" is both the server's error event (a MessageEvent with data) and EventSource's
+  // own signal that the connection failed (a plain Event).
+  events.addEventListener("error", (event) => {
+    if (run.closed || run.ended) return;
+    if (event instanceof MessageEvent && event.data) {
+      const data = parseData(event);
+      run.failed = true;
+      showError(`Reserve reported an error${data.code ? ` (${data.code})` : ""}: ${data.message || "no details"}`);
+      return;
+    }
+    if (events.readyState === EventSource.CLOSED) {
+      fail(run, new UserError("The transcript stream was refused or closed by the server."));
+    } else {
+      setStatusText(run, "Connection to the transcript stream lost; reconnecting…");
+    }
+  });
+}
+
+function describeClose(event, frame) {
+  const said = frame?.message || CLOSE_WORDS[event.code] || "no reason given";
+  const reason = event.reason ? `, ${event.reason}` : "";
+  return `The audio connection was closed: ${said} (code ${event.code}${reason}).`;
+}
+
+function openSocket(run) {
+  const ws = new WebSocket(withToken(run.session.audio_url, run.session.token, location.protocol === "https:" ? "wss:" : "ws:"));
+  ws.binaryType = "arraybuffer";
+  run.ws = ws;
+  return new Promise((resolve, reject) => {
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+      resolve();
+    });
+    ws.addEventListener("message", (event) => {
+      if (typeof event.data !== "string") return;
+      try {
+        const message = JSON.parse(event.data);
+        if (message && message.type === "error") run.socketError = message;
+      } catch {
+        /* not a control message: nothing to do */
+      }
+    });
+    ws.addEventListener("close", (event) => {
+      if (!opened) {
+        reject(new UserError(`Could not open the audio connection (code ${event.code}).`));
+        return;
+      }
+      onSocketClose(run, event);
+    });
+  });
+}
+
+async function connect(run) {
+  const session = await createSession();
+  if (run.closed) {
+    dropSession(session); // cancelled while the session was being created
+    return;
+  }
+  run.session = session;
+  openEvents(run);
+  await openSocket(run);
+}
+
+// -- what the server says ------------------------------------------------------------------
+
+function onTranscript(run, data) {
+  if (run.closed) return;
+  const text = typeof data.text === "string" ? data.text.trim() : "";
+  if (data.is_final) {
+    if (text) run.finals.push(text);
+    renderTranscript(run, "");
+  } else {
+    renderTranscript(run, text);
+  }
+}
+
+function onEnd(run, data) {
+  if (run.closed) return;
+  run.ended = true;
+  run.events?.close(); // or EventSource would reconnect once the server completes the response
+  const reason = data.reason || "unknown";
+  if (reason === "finished" && !run.failed) {
+    renderTranscript(run, "");
+    setState(run, "done", run.mode === "file" ? `Done — ${run.label} transcribed.` : "Done.");
+  } else {
+    if (!run.failed) showError(`The session ended early: ${END_WORDS[reason] || reason}.`);
+    run.failed = true;
+    setState(run, "error", "Stopped.");
+  }
+  release(run);
+}
+
+function onSocketClose(run, event) {
+  run.ws = null;
+  if (run.closed) return;
+  if (event.code === 1000) {
+    // The server finished (or ended) the session; its "end" event says how.
+    if (!run.ended) run.later(run.endSent ? FINISH_TIMEOUT_MS : LINGER_MS, () => noEnd(run));
+    stopCapture(run);
+    return;
+  }
+  run.failed = true;
+  showError(describeClose(event, run.socketError));
+  setState(run, "error", "Stopped.");
+  stopCapture(run);
+  run.later(LINGER_MS, () => release(run)); // the event stream may still bring the error and end events
+}
+
+function noEnd(run) {
+  if (run.ended || run.closed) return;
+  fail(run, new UserError("The server did not finish the session in time."));
+}
+
+// -- capture and sending -------------------------------------------------------------------
+
+function sendChunk(run, bytes) {
+  if (run.socketOpen && !run.endSent) run.ws.send(bytes);
+}
+
+function sendEnd(run) {
+  if (run.endSent) return;
+  run.endSent = true;
+  if (run.socketOpen) run.ws.send(JSON.stringify({ type: "end" }));
+  stopCapture(run);
+}
+
+function stopCapture(run) {
+  if (run.media) {
+    for (const track of run.media.getTracks()) track.stop();
+    run.media = null;
+  }
+  if (run.node) {
+    run.node.port.onmessage = null;
+    run.node.disconnect();
+    run.node = null;
+  }
+  if (run.context) {
+    run.context.close().catch(() => {});
+    run.context = null;
+  }
+}
+
+function release(run) {
+  if (run.closed) return;
+  run.closed = true;
+  for (const id of run.timers) clearTimeout(id);
+  run.timers.clear();
+  stopCapture(run);
+  run.events?.close();
+  if (run.ws && run.ws.readyState <= WebSocket.OPEN) run.ws.close(1000, "page done");
+  if (run.session && !run.ended) dropSession(run.session);
+}
+
+/** Best effort: a session nobody will stream to is ended now rather than at its idle timeout. */
+function dropSession(session) {
+  fetch(`/v1/sessions/${encodeURIComponent(session.id)}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${session.token}` },
+    keepalive: true,
+  }).catch(() => {});
+}
+
+function fail(run, error) {
+  if (run.closed) return;
+  if (!(error instanceof UserError)) console.error(error);
+  run.failed = true;
+  showError(error instanceof UserError ? error.message : `Unexpected error: ${error?.message || error}`);
+  setState(run, "error", "Stopped.");
+  release(run);
+}
+
+function begin(mode, label) {
+  if (current && !current.closed) release(current);
+  const run = new Run(mode, label);
+  current = run;
+  clearError();
+  renderTranscript(run, "");
+  return run;
+}
+
+function streamingText(run) {
+  return run.mode === "mic" ? "Listening — speak now." : `Streaming ${run.label}…`;
+}
+
+function describeMicrophoneError(error) {
+  switch (error?.name) {
+    case "NotAllowedError":
+    case "PermissionDeniedError":
+      return "Microphone access was denied. Allow the microphone for this site in the browser's settings, then try again.";
+    case "NotFoundError":
+    case "DevicesNotFoundError":
+      return "No microphone was found. Connect one and try again.";
+    case "NotReadableError":
+    case "TrackStartError":
+      return "The microphone could not be opened; another application may be using it.";
+    case "OverconstrainedError":
+      return "The microphone does not support the requested settings.";
+    case "SecurityError":
+      return "Microphone access is blocked on this page (it must be served over https:// or from localhost).";
+    default:
+      return `Could not use the microphone: ${error?.message || error}`;
+  }
+}
+
+async function startMicrophone() {
+  const run = begin("mic", "microphone");
+  setState(run, "connecting", "Waiting for the microphone…");
+  try {
+    if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+      throw new UserError("Microphone capture needs a secure page: open it over https:// or from localhost.");
+    }
+    if (typeof AudioWorkletNode === "undefined" || !("audioWorklet" in AudioContext.prototype)) {
+      throw new UserError(
+        "This browser cannot process audio here (AudioWorklet is unsupported). Use a current Chrome, Edge, Firefox or Safari.",
+      );
+    }
+    run.context = new AudioContext({ latencyHint: "interactive" });
+    try {
+      run.media = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    } catch (error) {
+      throw new UserError(describeMicrophoneError(error));
+    }
+    if (run.closed) {
+      stopCapture(run); // cancelled while the browser asked for permission
+      return;
+    }
+    try {
+      await run.context.audioWorklet.addModule(new URL("./pcm-worklet.js", import.meta.url));
+      run.node = new AudioWorkletNode(run.context, "pcm-encoder", {
+        numberOfInputs: 1,
+        numberOfOutputs: 1,
+        outputChannelCount: [1],
+        processorOptions: { targetRate: TARGET_RATE },
+      });
+    } catch (error) {
+      if (run.closed) return;
+      throw new UserError(`Could not start the audio processor: ${error?.message || error}`);
+    }
+    run.node.port.onmessage = (event) => onWorkletMessage(run, event.data);
+    setState(run, "connecting", "Connecting to Reserve…");
+    await connect(run);
+    if (run.cancelled || run.closed) return;
+    const source = run.context.createMediaStreamSource(run.media);
+    const silence = run.context.createGain(); // keeps the node pulled without playing anything
+    silence.gain.value = 0;
+    source.connect(run.node).connect(silence).connect(run.context.destination);
+    if (run.context.state === "suspended") await run.context.resume();
+    setState(run, "streaming", streamingText(run));
+  } catch (error) {
+    fail(run, error);
+  }
+}
+
+function onWorkletMessage(run, message) {
+  if (!message || run.closed) return;
+  if (message.type === "chunk") {
+    sendChunk(run, message.bytes);
+    showLevel(message.peak);
+  } else if (message.type === "flushed") {
+    sendEnd(run);
+  }
+}
+
+// -- files ---------------------------------------------------------------------------------
+
+function wavSampleRate(bytes) {
+  const view = new DataView(bytes);
+  const tag = (offset) => String.fromCharCode(...new Uint8Array(bytes, offset, 4));
+  if (view.byteLength < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") return null;
+  let offset = 12;
+  while (offset + 8 <= view.byteLength) {
+    const size = view.getUint32(offset + 4, true);
+    if (tag(offset) === "fmt " && offset + 16 <= view.byteLength) return view.getUint32(offset + 12, true);
+    offset += 8 + size + (size % 2);
+  }
+  return null;
+}
+
+/** The file as 16 kHz mono 16-bit PCM: decoded at its own rate, resampled by our filter. */
+async function decodeToPcm16(bytes, name) {
+  const Offline = window.OfflineAudioContext || window.webkitOfflineAudioContext;
+  if (!Offline) throw new UserError("This browser cannot decode audio files (no Web Audio API).");
+  const declared = wavSampleRate(bytes);
+  const rate = declared && declared >= 8000 && declared <= 96000 ? declared : 48000;
+  let decoded;
+  try {
+    decoded = await new Offline(1, 1, rate).decodeAudioData(bytes.slice(0));
+  } catch (error) {
+    throw new UserError(`Could not decode ${name} as audio (${error?.message || error?.name || error}). Choose a PCM WAV file.`);
+  }
+  const resampler = new Resampler(decoded.sampleRate, TARGET_RATE);
+  const body = resampler.process(mixToMono(decoded));
+  const tail = resampler.flush();
+  const samples = new Float32Array(body.length + tail.length);
+  samples.set(body);
+  samples.set(tail, body.length);
+  return floatToPcm16(samples);
+}
+
+function chunkPeak(bytes) {
+  const view = new DataView(bytes);
+  let peak = 0;
+  for (let i = 0; i + 1 < view.byteLength; i += 2) peak = Math.max(peak, Math.abs(view.getInt16(i, true)));
+  return peak / 32768;
+}
+
+async function startFile(file) {
+  const run = begin("file", file.name);
+  setState(run, "connecting", `Decoding ${file.name}…`);
+  try {
+    const pcm = await decodeToPcm16(await file.arrayBuffer(), file.name);
+    if (pcm.byteLength < 2) throw new UserError(`${file.name} holds no audio.`);
+    if (run.closed) return;
+    setState(run, "connecting", "Connecting to Reserve…");
+    await connect(run);
+    if (run.cancelled || run.closed) return;
+    setState(run, "streaming", streamingText(run));
+    streamFile(run, pcm);
+  } catch (error) {
+    fail(run, error);
+  }
+}
+
+/** Send 100 ms chunks at real-time pace (on a clock, so late timers catch up), then "end". */
+function streamFile(run, pcm) {
+  const total = Math.ceil(pcm.byteLength / CHUNK_BYTES);
+  const seconds = (pcm.byteLength / 2 / TARGET_RATE).toFixed(1);
+  const started = performance.now();
+  let next = 0;
+  const tick = () => {
+    if (run.closed || run.endSent || run.state !== "streaming") return;
+    if (!run.socketOpen) return; // onSocketClose reports why
+    const due = Math.min(total, Math.floor((performance.now() - started) / CHUNK_MS) + 1);
+    while (next < due) {
+      const chunk = pcm.slice(next * CHUNK_BYTES, (next + 1) * CHUNK_BYTES);
+      sendChunk(run, chunk);
+      showLevel(chunkPeak(chunk));
+      next += 1;
+    }
+    if (next >= total) {
+      finish(run);
+      return;
+    }
+    setStatusText(run, `Streaming ${run.label} — ${((next * CHUNK_MS) / 1000).toFixed(1)} s of ${seconds} s`);
+    run.later(Math.max(0, started + next * CHUNK_MS - performance.now()), tick);
+  };
+  tick();
+}
+
+// -- stopping ------------------------------------------------------------------------------
+
+/** No more audio: send "end" (after the worklet's last samples) and wait for the "end" event. */
+function finish(run) {
+  if (run.state !== "streaming") return;
+  setState(run, "finishing", "Finishing — waiting for the last results…");
+  run.later(FINISH_TIMEOUT_MS, () => noEnd(run));
+  if (run.mode === "mic" && run.node) {
+    run.node.port.postMessage({ type: "flush" });
+    run.later(FLUSH_TIMEOUT_MS, () => sendEnd(run));
+  } else {
+    sendEnd(run);
+  }
+}
+
+function cancel(run) {
+  run.cancelled = true;
+  setState(run, "idle", "Cancelled.");
+  release(run);
+}
+
+function onStartClick() {
+  const run = current;
+  if (run && !run.closed && run.state === "connecting") cancel(run);
+  else if (run && !run.closed && run.state === "streaming") finish(run);
+  else startMicrophone();
+}
+
+function onFileChosen() {
+  const file = ui.file.files && ui.file.files[0];
+  if (!file) return;
+  ui.file.value = ""; // the same file can be chosen again
+  startFile(file);
+}
+
+ui.start.addEventListener("click", onStartClick);
+ui.file.addEventListener("change", onFileChosen);
+window.addEventListener("pagehide", () => {
+  if (current && !current.closed) release(current);
+});
+
+ui.start.disabled = false;
+ui.file.disabled = false;
+ui.status.dataset.state = "idle";
+ui.status.textContent = "Ready. Press Start to transcribe from the microphone, or choose a WAV file.";
