@@ -4,13 +4,18 @@ Keys (in ``custom_configuration``, or as server-wide ``--fault key=value``):
 ``fake.refuse`` (a gRPC code name: fail at stream start), ``fake.fail_after_chunks``
 with ``fake.fail_code`` (default UNAVAILABLE), ``fake.delay_ms`` (before each result),
 ``fake.stall`` (accept audio, answer nothing), ``fake.end_after_chunks`` (end the
-stream early and cleanly, like Riva's idle timeout).
+stream early and cleanly), ``fake.idle_timeout_ms`` (end the stream cleanly when no
+audio came for that long, like Riva's idle timeout), ``fake.fault_times`` (inject the
+refuse/fail faults into only the first N streams carrying the same
+``fake.fault_id``, so a reconnect can succeed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import threading
 
 import grpc
 
@@ -27,6 +32,13 @@ class Faults:
     delay_s: float = 0.0
     stall: bool = False
     end_after_chunks: int | None = None
+    idle_timeout_s: float | None = None
+    fault_times: int | None = None
+    fault_id: str = ""
+
+    @classmethod
+    def without_failures(self) -> Faults:
+        return replace(self, refuse=None, fail_after_chunks=None)
 
     @classmethod
     def parse(cls, *sources: Mapping[str, str]) -> Faults:
@@ -42,9 +54,31 @@ class Faults:
                 delay_s=(_int(merged.get("fake.delay_ms")) or 0) / 1000,
                 stall=merged.get("fake.stall", "false").lower() in ("1", "true", "yes"),
                 end_after_chunks=_int(merged.get("fake.end_after_chunks")),
+                idle_timeout_s=(_int(merged.get("fake.idle_timeout_ms")) or 0) / 1000 or None,
+                fault_times=_int(merged.get("fake.fault_times")),
+                fault_id=merged.get("fake.fault_id", ""),
             )
         except (KeyError, ValueError) as exc:
             raise BadFault(f"bad fault setting: {exc}") from exc
+
+
+class FaultBudget:
+    """Counts injected faults per ``fake.fault_id`` across streams (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, faults: Faults) -> bool:
+        """Whether this stream gets the refuse/fail faults."""
+        if faults.fault_times is None:
+            return True
+        with self._lock:
+            used = self._used.get(faults.fault_id, 0)
+            if used >= faults.fault_times:
+                return False
+            self._used[faults.fault_id] = used + 1
+            return True
 
 
 def _code(name: str) -> grpc.StatusCode:

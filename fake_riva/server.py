@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -14,7 +15,7 @@ from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 from riva.client.proto import riva_audio_pb2 as audio_pb
 
-from fake_riva.faults import BadFault, Faults
+from fake_riva.faults import BadFault, FaultBudget, Faults
 from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, MODELS, find_model
 from fake_riva.recognizers import get_factory
 from fake_riva.recognizers.base import Hypothesis, Recognizer, RecognizerFactory, StreamSettings, UnsupportedAudio
@@ -66,6 +67,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         self._factory = factory
         self._stats = stats
         self._server_faults = dict(server_faults or {})
+        self._fault_budget = FaultBudget()
 
     # -- StreamingRecognize -------------------------------------------------
     def StreamingRecognize(  # noqa: N802 - gRPC method name
@@ -111,11 +113,13 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         with self._stats.lock:
             self._stats.configs.append(config)
         faults = self._faults(config)
+        if not self._fault_budget.take(faults):
+            faults = faults.without_failures()
         if faults.refuse is not None:
             raise _Abort(faults.refuse, f"fault injected: refused with {faults.refuse.name}")
         recognizer = self._recognizer(config, interim_results=streaming.interim_results)
-        chunks = 0
-        for request in requests:
+        chunks = silent_chunks = 0
+        for request in _with_idle_timeout(requests, faults.idle_timeout_s):
             if request.HasField("streaming_config"):
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "streaming_config may only be sent first")
             chunks += 1
@@ -126,8 +130,15 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             if faults.end_after_chunks is not None and chunks > faults.end_after_chunks:
                 return
             results = recognizer.accept(request.audio_content)
-            if faults.stall or not results:
+            if faults.stall:
                 continue
+            if not results:
+                silent_chunks += 1
+                if silent_chunks >= EMPTY_RESPONSE_EVERY_CHUNKS:  # Riva answers periodically, even with nothing
+                    silent_chunks = 0
+                    yield asr.StreamingRecognizeResponse()
+                continue
+            silent_chunks = 0
             if faults.delay_s:
                 time.sleep(faults.delay_s)
             yield _response(results)
@@ -206,6 +217,37 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
 
 
 CANCEL_SETTLE_S = 0.05
+EMPTY_RESPONSE_EVERY_CHUNKS = 10
+_IDLE = object()
+
+
+def _with_idle_timeout(
+    requests: Iterator[asr.StreamingRecognizeRequest], idle_timeout_s: float | None
+) -> Iterator[asr.StreamingRecognizeRequest]:
+    """Requests, ending quietly once none came for ``idle_timeout_s`` (Riva's idle timeout)."""
+    if idle_timeout_s is None:
+        yield from requests
+        return
+    inbox: queue.Queue[object] = queue.Queue(maxsize=64)
+
+    def pull() -> None:
+        try:
+            for request in requests:
+                inbox.put(request)
+        except Exception:  # the call ended; the main loop finds out by itself
+            pass
+        inbox.put(_IDLE)
+
+    threading.Thread(target=pull, name="fake-riva-idle-reader", daemon=True).start()
+    while True:
+        try:
+            item = inbox.get(timeout=idle_timeout_s)
+        except queue.Empty:
+            return
+        if item is _IDLE:
+            return
+        assert isinstance(item, asr.StreamingRecognizeRequest)
+        yield item
 
 
 def _cancelled_after_requests(context: grpc.ServicerContext) -> bool:

@@ -8,9 +8,9 @@ from fake_riva.recognizers.base import RecognizerFactory
 def get_factory(name: str) -> RecognizerFactory:
     """Import lazily: pocketsphinx loads a model, which the scripted tests need not pay for."""
     if name == "scripted":
-        from fake_riva.recognizers.scripted import ScriptedRecognizer
+        from fake_riva.recognizers.scripted import make_scripted_recognizer
 
-        return ScriptedRecognizer
+        return make_scripted_recognizer
     if name == "pocketsphinx":
         from fake_riva.recognizers.pocketsphinx import make_pocketsphinx_recognizer
 

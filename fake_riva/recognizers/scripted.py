@@ -9,12 +9,21 @@ endpoint), and end of audio finalises the words heard so far.
 
 from __future__ import annotations
 
-from fake_riva.recognizers.base import Hypothesis, StreamSettings, UnsupportedAudio, Word
+from fake_riva.recognizers.base import Hypothesis, Recognizer, StreamSettings, UnsupportedAudio, Word
 
 BYTES_PER_SAMPLE = {"LINEAR_PCM": 2, "MULAW": 1, "ALAW": 1}
 DEFAULT_MS_PER_WORD = 200
 INTERIM_STABILITY = 0.5
 FINAL_CONFIDENCE = 0.95
+
+
+def make_scripted_recognizer(settings: StreamSettings) -> Recognizer:
+    """Time-driven by default; content-driven with ``fake.words_in_audio=true``."""
+    if settings.custom_configuration.get("fake.words_in_audio", "").lower() in ("1", "true", "yes"):
+        from fake_riva.recognizers.scripted_audio import AudioScriptedRecognizer
+
+        return AudioScriptedRecognizer(settings)
+    return ScriptedRecognizer(settings)
 
 
 class ScriptedRecognizer:
