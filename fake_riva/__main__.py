@@ -20,9 +20,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fault", action="append", default=[], metavar="KEY=VALUE", help="server-wide fault, e.g. fake.stall=true"
     )
+    parser.add_argument(
+        "--aio", action="store_true", help="serve streams as coroutines on grpc.aio (load tests; no faults)"
+    )
     args = parser.parse_args(argv)
     faults = dict(item.split("=", 1) for item in args.fault)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.aio:
+        if faults:
+            parser.error("--aio injects no faults; drop --fault")
+        from fake_riva.aio_server import run
+
+        run(args.recognizer, args.host, args.port, args.max_streams)
+        return 0
     server = FakeRiva(
         recognizer=args.recognizer, host=args.host, port=args.port, max_streams=args.max_streams, faults=faults
     )

@@ -36,7 +36,6 @@ class Faults:
     fault_times: int | None = None
     fault_id: str = ""
 
-    @classmethod
     def without_failures(self) -> Faults:
         return replace(self, refuse=None, fail_after_chunks=None)
 

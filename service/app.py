@@ -24,7 +24,7 @@ log = logging.getLogger("reserve")
 def create_app(settings: Settings | None = None) -> QuartTrio:
     settings = settings or Settings()
     _configure_logging(settings)
-    app = QuartTrio("reserve")
+    app = QuartTrio("reserve", static_folder=None)  # web/ is served by api/web.py
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         BODY_TIMEOUT=30,

@@ -509,6 +509,11 @@ class Options:
     def display_url(self) -> str:
         return self.url.rstrip("/")
 
+    @property
+    def base_url(self) -> str:
+        """``url`` ending in one slash, so relative paths resolve under any prefix in it."""
+        return self.url.rstrip("/") + "/"
+
 
 @dataclass(frozen=True)
 class Session:
@@ -544,7 +549,7 @@ class SessionResult:
 
 
 async def create_session(http: httpx.AsyncClient, options: Options, fmt: AudioFormat) -> Session:
-    url = urljoin(options.url, "v1/sessions")  # relative: keeps a path prefix given in --url
+    url = urljoin(options.base_url, "v1/sessions")  # relative: keeps a path prefix given in --url
     headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
     body = session_settings(fmt, language=options.language, interim=options.interim)
     try:
@@ -598,7 +603,7 @@ async def follow_events(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Print the session's events until ``end``; reconnect with Last-Event-ID if the stream drops."""
-    url = urljoin(options.url, session.events_url)
+    url = urljoin(options.base_url, session.events_url)
     timeout = httpx.Timeout(options.connect_timeout_s, read=SSE_READ_TIMEOUT_S)
     last_id = ""
     retry_s = 1.0
@@ -768,7 +773,7 @@ async def stream_session_audio(
     options: Options, session: Session, audio: AudioInput, result: SessionResult, stop: trio.Event
 ) -> None:
     """Open the audio socket, send the audio then ``end``, and wait for the server to close it."""
-    url = websocket_url(options.url, session.audio_url)
+    url = websocket_url(options.base_url, session.audio_url)
     headers = [(b"Authorization", f"Bearer {session.token}".encode())]
     errors: list[str] = []
     closed = trio.Event()
@@ -956,7 +961,7 @@ def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ClientError(f"--url must be an http:// or https:// URL, got {url!r}", EXIT_USAGE)
-    return url.rstrip("/") + "/"
+    return url
 
 
 def options_from_args(args: argparse.Namespace) -> Options:

@@ -10,15 +10,19 @@
     │   ├── Forbidden              403  forbidden           WS 4403
     │   ├── SessionNotFound        404  not_found           WS 4404
     │   ├── SessionBusy            409  audio_attached      WS 4409
-    │   └── SessionClosed          409  session_closed      WS 4410
+    │   ├── SessionClosed          409  session_closed      WS 4410
+    │   └── TooManyReaders         429  too_many_readers
     ├── Overloaded             503  overloaded          WS 1013  (try again later)
+    │   └── ShuttingDown           503  shutting_down
     ├── UpstreamError          502  upstream_error      WS 1011  (Riva failed)
     │   ├── UpstreamUnavailable    503  upstream_unavailable
-    │   ├── UpstreamTimeout        504  upstream_timeout
-    │   └── UpstreamBusy           503  upstream_busy       WS 1013
+    │   ├── UpstreamTimeout        504  upstream_timeout    (also: Riva stalled)
+    │   ├── UpstreamBusy           503  upstream_busy       WS 1013
+    │   └── UpstreamRejected       502  upstream_rejected   (credentials, unimplemented)
     └── InternalError          500  internal            WS 1011
 
 Riva's gRPC status codes become these in exactly one place: ``from_grpc``.
+``retryable`` says whether a session may reconnect to Riva and replay after it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class ReserveError(Exception):
     code: ClassVar[str] = "internal"
     http_status: ClassVar[int] = 500
     ws_close_code: ClassVar[int] = 1011
+    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -108,6 +113,7 @@ class UpstreamError(ReserveError):
     code = "upstream_error"
     http_status = 502
     ws_close_code = 1011
+    retryable = True
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -124,6 +130,20 @@ class UpstreamBusy(UpstreamError):
     code = "upstream_busy"
     http_status = 503
     ws_close_code = 1013
+
+
+class UpstreamRejected(UpstreamError):
+    code = "upstream_rejected"
+    retryable = False
+
+
+class TooManyReaders(ClientError):
+    code = "too_many_readers"
+    http_status = 429
+
+
+class ShuttingDown(Overloaded):
+    code = "shutting_down"
 
 
 class InternalError(ReserveError):
@@ -151,4 +171,6 @@ def from_grpc(exc: grpc.RpcError) -> ReserveError:
         return UpstreamTimeout(f"Riva did not answer in time: {details}", grpc_code=name)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return UpstreamBusy(f"Riva is out of capacity: {details}", grpc_code=name)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED):
+        return UpstreamRejected(f"Riva refused the gateway: {details}", grpc_code=name)
     return UpstreamError(f"Riva failed: {details}", grpc_code=name)

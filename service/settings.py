@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     )
     finish_timeout_s: float = Field(30 * SECONDS, gt=0, description="Wait for Riva's finals after end of audio")
     sse_heartbeat_s: float = Field(15 * SECONDS, gt=0, description="Comment line interval on idle event streams")
+    riva_reconnect_deadline_s: float = Field(
+        30 * SECONDS, ge=0, description="How long a session keeps trying to reach Riva again after a failure"
+    )
+    riva_stall_timeout_s: float = Field(
+        15 * SECONDS, gt=0, description="Audio unanswered by Riva this long counts as a failed stream"
+    )
+    replay_max_s: float = Field(60 * SECONDS, gt=0, description="Audio kept since the last final, to replay after a reconnect")
+    audio_reconnect_grace_s: float = Field(
+        10 * SECONDS, ge=0, description="Wait for a dropped audio socket to come back (0: cancel at once)"
+    )
+    max_session_duration_s: float = Field(4 * 3600 * SECONDS, gt=0, description="Longest session; then it is finalized")
+    max_audio_rate: float = Field(4.0, gt=0, description="Audio faster than this many times real time is slowed down")
+    audio_burst_s: float = Field(10 * SECONDS, ge=0, description="Audio a client may send ahead of the rate limit")
+    max_readers_per_session: int = Field(8, ge=1, le=1000, description="Concurrent event streams per session")
+    shutdown_grace_s: float = Field(
+        20 * SECONDS, ge=0, description="On SIGTERM, time sessions get to finish before they are finalized"
+    )
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
     web_dir: Path | None = Field(None, description="Folder of the browser page; default: web/ beside the code")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")

@@ -17,7 +17,15 @@ def fake_riva() -> Iterator[FakeRiva]:
 
 @pytest.fixture
 def settings(fake_riva: FakeRiva) -> Settings:
-    return Settings(riva_uri=fake_riva.target, idle_session_timeout_s=30, finish_timeout_s=5, sse_heartbeat_s=0.5)
+    # a dropped audio socket cancels at once here; tests of the grace period set their own
+    return Settings(
+        riva_uri=fake_riva.target,
+        idle_session_timeout_s=30,
+        finish_timeout_s=5,
+        sse_heartbeat_s=0.5,
+        audio_reconnect_grace_s=0,
+        riva_reconnect_deadline_s=2,
+    )
 
 
 @pytest.fixture

@@ -216,11 +216,32 @@ function openEvents(run) {
       return;
     }
     if (events.readyState === EventSource.CLOSED) {
-      fail(run, new UserError("The transcript stream was refused or closed by the server."));
+      run.failed = true;
+      explainEventsFailure(events.url).then((why) => fail(run, new UserError(why)));
     } else {
       setStatusText(run, "Connection to the transcript stream lost; reconnecting…");
     }
   });
+}
+
+/** EventSource hides why it gave up; ask once more with fetch to get the server's error. */
+async function explainEventsFailure(url) {
+  const generic = "The transcript stream was refused or closed by the server.";
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
+  try {
+    const response = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: abort.signal, cache: "no-store" });
+    if (response.ok) return generic;
+    const body = await response.json().catch(() => ({}));
+    const code = body?.error?.code ? ` ${body.error.code}` : "";
+    const message = body?.error?.message ? `: ${body.error.message}` : "";
+    return `The transcript stream was refused (HTTP ${response.status}${code})${message}.`;
+  } catch {
+    return "Lost the connection to the transcript stream.";
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
 }
 
 function describeClose(event, frame) {
@@ -293,7 +314,8 @@ function onEnd(run, data) {
   } else {
     if (!run.failed) showError(`The session ended early: ${END_WORDS[reason] || reason}.`);
     run.failed = true;
-    setState(run, "error", "Stopped.");
+    renderTranscript(run, "");
+    setState(run, "error", "Stopped by an error.");
   }
   release(run);
 }
@@ -309,7 +331,8 @@ function onSocketClose(run, event) {
   }
   run.failed = true;
   showError(describeClose(event, run.socketError));
-  setState(run, "error", "Stopped.");
+  renderTranscript(run, "");
+  setState(run, "error", "Stopped by an error.");
   stopCapture(run);
   run.later(LINGER_MS, () => release(run)); // the event stream may still bring the error and end events
 }
@@ -373,7 +396,8 @@ function fail(run, error) {
   if (!(error instanceof UserError)) console.error(error);
   run.failed = true;
   showError(error instanceof UserError ? error.message : `Unexpected error: ${error?.message || error}`);
-  setState(run, "error", "Stopped.");
+  renderTranscript(run, "");
+  setState(run, "error", "Stopped by an error.");
   release(run);
 }
 
@@ -518,7 +542,13 @@ async function startFile(file) {
   const run = begin("file", file.name);
   setState(run, "connecting", `Decoding ${file.name}…`);
   try {
-    const pcm = await decodeToPcm16(await file.arrayBuffer(), file.name);
+    let bytes;
+    try {
+      bytes = await file.arrayBuffer();
+    } catch (error) {
+      throw new UserError(`Could not read ${file.name}: ${error?.message || error}`);
+    }
+    const pcm = await decodeToPcm16(bytes, file.name);
     if (pcm.byteLength < 2) throw new UserError(`${file.name} holds no audio.`);
     if (run.closed) return;
     setState(run, "connecting", "Connecting to Reserve…");

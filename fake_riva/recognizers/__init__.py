@@ -15,7 +15,11 @@ def get_factory(name: str) -> RecognizerFactory:
         from fake_riva.recognizers.pocketsphinx import make_pocketsphinx_recognizer
 
         return make_pocketsphinx_recognizer
-    raise ValueError(f"unknown recognizer {name!r}; choose scripted or pocketsphinx")
+    if name == "tagged":
+        from fake_riva.recognizers.tagged import TaggedRecognizer
+
+        return TaggedRecognizer
+    raise ValueError(f"unknown recognizer {name!r}; choose scripted, pocketsphinx or tagged")
 
 
-RECOGNIZERS = ("scripted", "pocketsphinx")
+RECOGNIZERS = ("scripted", "pocketsphinx", "tagged")

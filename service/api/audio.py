@@ -44,6 +44,9 @@ async def audio(session_id: str) -> None:
         return
     await websocket.accept()
     try:
+        if attachment.resumed:  # tell a reconnecting client where to continue from
+            received = session.counters.audio_bytes
+            await websocket.send(msgspec.json.encode({"type": "resumed", "audio_bytes_received": received}).decode())
         await _stream(session, attachment)
     finally:
         attachment.close()

@@ -11,6 +11,7 @@ from quart import Blueprint, Response, request
 from service.api.common import authorized_session, registry
 from service.events import sse
 from service.events.log import EventLog
+from service.sessions.session import Session
 
 blueprint = Blueprint("events", __name__)
 log = logging.getLogger("reserve.events")
@@ -22,8 +23,17 @@ SSE_HEADERS = {
 }
 
 
-async def follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
+async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
     """Every event after ``after_id``, then return once the log is closed and drained."""
+    session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
+    try:
+        async for chunk in _follow(session.log, after_id, heartbeat_s):
+            yield chunk
+    finally:
+        session.readers -= 1
+
+
+async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
     yield sse.preamble()
     cursor = after_id
     while True:
@@ -45,6 +55,7 @@ async def events(session_id: str) -> Response:
     session = authorized_session(session_id)
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
-    response = Response(follow(session.log, after_id, heartbeat_s), status=200, headers=SSE_HEADERS)
+    session.check_reader_room()
+    response = Response(follow(session, after_id, heartbeat_s), status=200, headers=SSE_HEADERS)
     response.timeout = None  # an event stream lasts as long as the session
     return response

@@ -49,6 +49,8 @@ class RivaStream:
         self._token = trio.lowlevel.current_trio_token()
         self._input_closed = False
         self.bytes_sent = 0
+        self.responses = 0
+        self.unanswered_since: float | None = None  # when audio went out that Riva has not answered
 
     @property
     def input_closed(self) -> bool:
@@ -57,6 +59,8 @@ class RivaStream:
     async def send(self, audio: bytes) -> None:
         """Queue audio for Riva, waiting while the queue is full."""
         await self._room.acquire()
+        if self.unanswered_since is None:
+            self.unanswered_since = trio.current_time()
         self.bytes_sent += len(audio)
         self._requests.put(audio)
 
@@ -98,15 +102,19 @@ class RivaStream:
         """Runs in the worker thread: iterate responses, hand each to trio one way."""
         try:
             for response in call:
-                results = from_response(response)
-                if results:
-                    self._call_soon(self._on_results, results)
+                self._call_soon(self._deliver, from_response(response))
         except grpc.RpcError as exc:
             if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
                 return  # we cancelled it; the trio side knows why
             raise from_grpc(exc) from None
         except Exception as exc:  # a bug in conversion must not look like Riva's fault
             raise UpstreamError(f"unreadable answer from Riva: {type(exc).__name__}") from exc
+
+    def _deliver(self, results: list[Result]) -> None:
+        """In trio: Riva answered (even with nothing, which proves it is alive)."""
+        self.responses += 1
+        self.unanswered_since = None
+        self._on_results(results)
 
     def _call_soon(self, fn: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(trio.RunFinishedError):  # the service is gone; nobody is left to tell

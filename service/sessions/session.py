@@ -4,12 +4,18 @@ Audio arrives from the WebSocket handler through a bounded channel (a full chann
 makes the handler stop reading, so TCP slows the client). The session forwards it
 into one Riva stream at a time (``finalize`` starts a fresh one), publishes results
 into its event log, and ends with exactly one ``end`` event, whatever happens.
+
+When Riva fails mid-stream the session reconnects: it keeps the audio sent since the
+last final result (``ReplayBuffer``), opens a new stream once Riva answers a probe, and
+replays that audio, so no final is lost or repeated and times stay continuous.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from service.errors import (
     ReserveError,
     SessionBusy,
     SessionClosed,
+    TooManyReaders,
     Unauthorized,
     UpstreamError,
     UpstreamTimeout,
@@ -31,9 +38,11 @@ from service.errors import (
 from service.events.log import EventLog, MemoryEventLog
 from service.protocol import Control
 from service.riva.channel import RivaTarget
+from service.riva.probe import probe
 from service.riva.results import Result
 from service.riva.stream import RivaStream
 from service.sessions.config import RecognitionSettings
+from service.sessions.replay import ReplayBuffer
 from service.sessions.state import State, Trigger, next_state
 from service.settings import Settings
 
@@ -41,6 +50,9 @@ log = logging.getLogger("reserve.session")
 _encode = msgspec.json.encode
 
 AudioItem = bytes | Control
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 2.0
+QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing heard, this often is a fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +69,16 @@ class Counters:
     audio_bytes: int = 0
     audio_frames: int = 0
     riva_streams: int = 0
+    reconnects: int = 0
     interim_results: int = 0
     final_results: int = 0
     dropped_interims: int = 0
+    replay_dropped_bytes: int = 0
 
 
 class Session:
     def __init__(self, runtime: Runtime, config: RecognitionSettings) -> None:
+        settings = runtime.settings
         self.id = secrets.token_urlsafe(16)  # 128 random bits
         self.token = secrets.token_urlsafe(32)
         self.config = config
@@ -74,18 +89,32 @@ class Session:
         self.counters = Counters()
         self.log: EventLog = MemoryEventLog()
         self.done = trio.Event()
+        self.readers = 0
         self._runtime = runtime
         self._finals: list[str] = []
         self._seq = 0
-        self._offset_s = 0.0  # audio time before the current Riva stream
-        self._audio_tx, self._audio_rx = trio.open_memory_channel[AudioItem](runtime.settings.audio_queue_chunks)
+        self._audio_tx, self._audio_rx = trio.open_memory_channel[AudioItem](settings.audio_queue_chunks)
         self._attached = trio.Event()
         self._socket: AudioAttachment | None = None
-        self._scope = trio.CancelScope()
-        self._cancel_reason = "shutdown"
-        self._failure: ReserveError | None = None
         self._socket_ended = False  # the client sent ``end``: no new socket may attach
+        self._scope = trio.CancelScope()
+        self._tasks: trio.Nursery | None = None
+        self._grace: trio.CancelScope | None = None
+        self._cancel_reason = "shutdown"
+        self._finish_reason = "finished"
+        self._failure: ReserveError | None = None
+        self._last_activity = trio.current_time()
+        # the Riva side: what was forwarded, what may need replaying, where this stream began
+        rate = config.bytes_per_second
+        sample_bytes = rate // config.sample_rate_hertz if rate else 1
+        replay_bytes = int(settings.replay_max_s * rate) if rate else 0
+        self._replay = ReplayBuffer(max_bytes=max(replay_bytes, sample_bytes), frame_bytes=sample_bytes)
+        self._stream_start = 0  # absolute byte offset where the current Riva stream began
+        self._stream_start_s = 0.0  # the same, in seconds (compressed audio: from audio_processed)
         self._last_processed_s = 0.0
+        self._pending: Control | None = None  # a control taken from the channel, not yet done
+        self._reconnect_deadline: float | None = None
+        self._riva_answered = False  # a stream of this session has worked: failures now are drops
 
     # -- access -----------------------------------------------------------------
     def check_token(self, token: str | None) -> None:
@@ -98,6 +127,10 @@ class Session:
     def final_text(self) -> str:
         return " ".join(self._finals)
 
+    @property
+    def failure(self) -> ReserveError | None:
+        return self._failure
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -108,16 +141,15 @@ class Session:
             "final_transcript": self.final_text,
             "last_event_id": self.log.last_id,
             "audio_attached": self._socket is not None,
-            "counters": {
-                "audio_bytes": self.counters.audio_bytes,
-                "audio_frames": self.counters.audio_frames,
-                "riva_streams": self.counters.riva_streams,
-                "interim_results": self.counters.interim_results,
-                "final_results": self.counters.final_results,
-                "dropped_interims": self.counters.dropped_interims,
-            },
+            "readers": self.readers,
+            "counters": dataclasses.asdict(self.counters),
             "config": self.config.model_dump(),
         }
+
+    def check_reader_room(self) -> None:
+        limit = self._runtime.settings.max_readers_per_session
+        if self.readers >= limit:
+            raise TooManyReaders(f"at most {limit} event streams may follow one session", retry_after_s=5)
 
     # -- the audio socket ---------------------------------------------------------
     def attach(self) -> AudioAttachment:
@@ -126,13 +158,21 @@ class Session:
             raise SessionClosed(f"session is {self.state.value}; create a new one")
         if self._socket is not None:
             raise SessionBusy("another audio socket is already streaming to this session")
-        if self.state is not State.WAITING and self._socket_ended:
+        if self._socket_ended:
             raise SessionClosed("this session's audio has already ended")
+        resumed = self._attached.is_set()
         self._transition(Trigger.ATTACH)
-        self._socket = AudioAttachment(self)
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self._socket = AudioAttachment(self, resumed=resumed)
         self._attached.set()
-        log.info("session %s audio socket attached", self.id)
+        self.touch()
+        log.info("session %s audio socket %s", self.id, "reattached" if resumed else "attached")
         return self._socket
+
+    def touch(self) -> None:
+        self._last_activity = trio.current_time()
 
     def _detach(self, socket: AudioAttachment) -> None:
         if self._socket is not socket:
@@ -140,9 +180,23 @@ class Session:
         self._socket = None
         if socket.ended:
             log.info("session %s audio socket closed after end of audio", self.id)
-        elif not self.state.terminal:
+            return
+        if self.state.terminal:
+            return
+        grace = self._runtime.settings.audio_reconnect_grace_s
+        if grace <= 0 or self._tasks is None:
             log.info("session %s audio socket dropped before end; cancelling", self.id)
             self.cancel("client_gone")
+            return
+        log.info("session %s audio socket dropped; waiting %.0f s for it to come back", self.id, grace)
+        self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
+        self._tasks.start_soon(self._finish_after_grace, self._grace)
+
+    async def _finish_after_grace(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep_forever()
+        if scope.cancelled_caught and self._socket is None and not self.state.terminal and self._grace is scope:
+            await self.finish_early("client_gone")
 
     # -- lifecycle --------------------------------------------------------------------
     def cancel(self, reason: str) -> None:
@@ -151,43 +205,142 @@ class Session:
             self._cancel_reason = reason
             self._scope.cancel()
 
+    async def finish_early(self, reason: str) -> None:
+        """Stop taking audio and flush Riva's finals, then end with ``reason``."""
+        if self.state.terminal or self._socket_ended:
+            return
+        self._finish_reason = reason
+        self._socket_ended = True
+        if self._socket is not None:
+            self._socket.ended = True
+        if not self._attached.is_set():  # nothing was ever streamed: nothing to flush
+            self.cancel(reason)
+            return
+        await self._audio_tx.send(Control.END)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The session's whole life; returns once its ``end`` event is in the log."""
         settings = self._runtime.settings
         log.info("session %s created", self.id)
+        failure: ReserveError | None = None
         try:
             with self._scope:
-                task_status.started()
-                with trio.move_on_after(settings.idle_session_timeout_s):
-                    await self._attached.wait()
-                if not self._attached.is_set():
-                    self._cancel_reason = "idle_timeout"
-                    return
-                await self._recognize()
-                self._stop(Trigger.FLUSHED, "finished")
-        except ReserveError as exc:
-            self._stop(Trigger.FAIL, "error", exc)
+                async with trio.open_nursery() as tasks:
+                    self._tasks = tasks
+                    task_status.started()
+                    tasks.start_soon(self._watch_limits)
+                    with trio.move_on_after(settings.idle_session_timeout_s):
+                        await self._attached.wait()
+                    if not self._attached.is_set():
+                        self._cancel_reason = "idle_timeout"
+                        self._scope.cancel()
+                    try:
+                        await self._recognize()
+                    except ReserveError as exc:  # caught here, not outside the nursery
+                        failure = exc
+                    tasks.cancel_scope.cancel()
+                if failure is not None:
+                    self._stop(Trigger.FAIL, "error", failure)
+                else:
+                    self._stop(Trigger.FLUSHED, self._finish_reason)
         finally:
             if not self.state.terminal:
                 self._stop(Trigger.CANCEL, self._cancel_reason)
+            self._tasks = None
             self._audio_rx.close()
             self.done.set()
 
-    async def _recognize(self) -> None:
-        while await self._one_stream() is not Control.END:
-            pass
+    async def _watch_limits(self) -> None:
+        """Maximum duration, and clients that go quiet without a word."""
+        settings = self._runtime.settings
+        ends_at = trio.current_time() + settings.max_session_duration_s
+        while True:
+            idle_ends = self._last_activity + settings.idle_session_timeout_s
+            await trio.sleep_until(min(ends_at, idle_ends))
+            if trio.current_time() >= ends_at:
+                await self.finish_early("max_duration")
+                return
+            if self._attached.is_set() and trio.current_time() >= self._last_activity + settings.idle_session_timeout_s:
+                await self.finish_early("idle_timeout")
+                return
 
-    async def _one_stream(self) -> Control:
+    # -- recognition ------------------------------------------------------------------
+    async def _recognize(self) -> None:
+        attempt = 0
+        quiet_ends = 0
+        lazy = True  # open a Riva stream only once there is audio for it
+        while True:
+            try:
+                control = await self._one_stream(lazy=lazy)
+            except _QuietEnd as quiet:
+                quiet_ends = 0 if quiet.answered else quiet_ends + 1
+                if quiet_ends < QUIET_ENDS_BEFORE_FAILURE:
+                    lazy = True  # Riva closed an idle stream: open another when audio comes
+                    continue
+                error: ReserveError = UpstreamError("Riva keeps ending streams before the audio does")
+            except ReserveError as exc:
+                error = exc
+            else:
+                if control is Control.END:
+                    return
+                attempt = quiet_ends = 0
+                lazy = True
+                continue
+            if not (error.retryable and self._riva_answered and self.config.bytes_per_second):
+                raise error  # a client fault, a Riva that never worked for us, or unreplayable audio
+            attempt += 1
+            await self._reconnect(error, attempt)
+            lazy = False
+
+    async def _reconnect(self, error: ReserveError, attempt: int) -> None:
+        """Back off with jitter until Riva answers a probe; raise ``error`` past the deadline."""
+        settings = self._runtime.settings
+        now = trio.current_time()
+        if self._reconnect_deadline is None:
+            self._reconnect_deadline = now + settings.riva_reconnect_deadline_s
+            self.counters.reconnects += 1
+        log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)
+        self._publish_event("reconnecting", {"attempt": attempt, "code": error.code, "message": error.message})
+        delay = BACKOFF_FIRST_S * 2 ** min(attempt - 1, 8)
+        while True:
+            remaining = self._reconnect_deadline - trio.current_time()
+            if remaining <= 0:
+                raise error
+            await trio.sleep(min(remaining, random.uniform(delay / 2, delay)))  # full jitter, bounded
+            try:
+                await probe(self._runtime.target, timeout_s=min(2.0, max(0.1, remaining)))
+                break
+            except ReserveError as exc:
+                error = exc if exc.retryable else error
+                delay = min(BACKOFF_MAX_S, delay * 2)
+        replay_s = self._replay.size / (self.config.bytes_per_second or 1)
+        self._publish_event("reconnected", {"attempt": attempt, "replay_seconds": round(replay_s, 3)})
+
+    async def _one_stream(self, *, lazy: bool) -> Control:
         """One Riva stream, from its config to its last result; returns what ended it."""
+        replay = list(self._replay)
+        if lazy and self._pending is None:
+            first = await self._audio_rx.receive()
+            if isinstance(first, Control):
+                if not replay:  # nothing since the last stream: nothing to flush
+                    self._end_of_audio(first)
+                    return first
+                self._pending = first
+            else:
+                self._note_forwarded(first)
+                replay.append(first)
         runtime = self._runtime
+        settings = runtime.settings
         stream = RivaStream(
             runtime.target,
             self.config.to_riva(),
             on_results=self._publish,
             limiter=runtime.limiter,
-            queue_chunks=runtime.settings.audio_queue_chunks,
+            queue_chunks=settings.audio_queue_chunks,
         )
         self.counters.riva_streams += 1
+        self._stream_start = self._replay.start
+        self._stream_start_s = self._seconds_at(self._stream_start)
         error: ReserveError | None = None
         stream_done = False
         control: Control | None = None
@@ -202,42 +355,65 @@ class Session:
             finally:
                 nursery.cancel_scope.cancel()
 
+        async def watch_stall() -> None:
+            nonlocal error
+            stall_s = settings.riva_stall_timeout_s
+            while not stream.input_closed:
+                await trio.sleep(stall_s / 4)
+                since = stream.unanswered_since
+                if since is not None and trio.current_time() - since > stall_s and not stream.input_closed:
+                    error = UpstreamTimeout(f"Riva answered nothing for {stall_s:g} s of audio")
+                    nursery.cancel_scope.cancel()
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_stream)
-            control = await self._forward(stream)
+            nursery.start_soon(watch_stall)
+            for chunk in replay:
+                await stream.send(chunk)
+            control = self._pending or await self._forward(stream)
+            self._pending = control
             stream.close_input()
-            if control is Control.END:
-                self._transition(Trigger.END_OF_AUDIO)
-            nursery.cancel_scope.deadline = trio.current_time() + runtime.settings.finish_timeout_s
+            self._end_of_audio(control)
+            nursery.cancel_scope.deadline = trio.current_time() + settings.finish_timeout_s
         if error is not None:
             raise error
         if control is None:
-            raise UpstreamError("Riva ended the stream before the audio did")
+            raise _QuietEnd(answered=stream.responses > 0)
         if not stream_done:
-            raise UpstreamTimeout(
-                f"Riva sent no final result within {runtime.settings.finish_timeout_s:g} s of the end of audio"
-            )
-        self._offset_s += self._stream_seconds(stream)
+            raise UpstreamTimeout(f"Riva sent no final result within {settings.finish_timeout_s:g} s of the end of audio")
+        self._pending = None
+        self._replay.clear()  # every final for this audio is in
         return control
 
     async def _forward(self, stream: RivaStream) -> Control:
         async for item in self._audio_rx:
             if isinstance(item, Control):
                 return item
+            self._note_forwarded(item)
             await stream.send(item)
         raise AssertionError("the audio channel closes only after the session ends")
 
-    def _stream_seconds(self, stream: RivaStream) -> float:
+    def _end_of_audio(self, control: Control) -> None:
+        if control is Control.END and self.state is State.STREAMING:
+            self._transition(Trigger.END_OF_AUDIO)
+
+    def _note_forwarded(self, audio: bytes) -> None:
+        self._replay.append(audio)
+        self.counters.replay_dropped_bytes = self._replay.dropped_bytes
+
+    def _seconds_at(self, offset: int) -> float:
         rate = self.config.bytes_per_second
-        return stream.bytes_sent / rate if rate else self._last_processed_s
+        return offset / rate if rate else self._last_processed_s
 
     # -- publication (runs in trio, called soon after the worker thread hands results over)
     def _publish(self, results: list[Result]) -> None:
         if self.state.terminal:
             return
+        self._riva_answered = True
         log_size = getattr(self.log, "size_bytes", 0)
+        rate = self.config.bytes_per_second
         for result in results:
-            self._last_processed_s = result.audio_processed_s
+            self._last_processed_s = self._stream_start_s + result.audio_processed_s
             if not result.is_final:
                 if log_size > self._runtime.settings.max_log_bytes:
                     self.counters.dropped_interims += 1
@@ -245,20 +421,28 @@ class Session:
                 self.counters.interim_results += 1
             else:
                 self.counters.final_results += 1
+                self._reconnect_deadline = None  # progress: a reconnect series is over
                 if result.text:
                     self._finals.append(result.text)
+                if rate:  # audio up to this final can never be needed again
+                    self._replay.release_to(self._stream_start + int(result.audio_processed_s * rate))
             self._seq += 1
             self.log.append("transcript", _encode(self._transcript_data(result)))
 
+    def _publish_event(self, name: str, data: dict[str, Any]) -> None:
+        if not self.state.terminal:
+            self.log.append(name, _encode(data))
+
     def _transcript_data(self, result: Result) -> dict[str, Any]:
-        offset_ms = int(self._offset_s * 1000)
+        offset_s = self._stream_start_s
+        offset_ms = round(offset_s * 1000)
         data: dict[str, Any] = {
             "seq": self._seq,
             "is_final": result.is_final,
             "text": result.text,
             "stability": round(result.stability, 4),
             "confidence": round(result.confidence, 4),
-            "audio_processed": round(self._offset_s + result.audio_processed_s, 3),
+            "audio_processed": round(offset_s + result.audio_processed_s, 3),
             "channel": result.channel,
         }
         if self.config.word_time_offsets:
@@ -293,27 +477,45 @@ class Session:
         self.log.close()
         log.info("session %s %s (reason=%s)", self.id, self.state.value, reason)
 
-    @property
-    def failure(self) -> ReserveError | None:
-        return self._failure
+
+class _QuietEnd(Exception):
+    """Riva ended a stream by itself before the audio ended (e.g. its idle timeout)."""
+
+    def __init__(self, *, answered: bool) -> None:
+        super().__init__("Riva ended the stream")
+        self.answered = answered
 
 
-@dataclass
 class AudioAttachment:
-    """The one audio socket's handle on its session; closing it detaches."""
+    """The one audio socket's handle on its session; closing it detaches.
 
-    session: Session
-    ended: bool = False
+    Audio beyond ``max_audio_rate`` times real time (after a burst allowance) waits
+    here, so a client that sends faster is slowed by backpressure, not buffered.
+    """
+
+    def __init__(self, session: Session, *, resumed: bool) -> None:
+        self.session = session
+        self.resumed = resumed
+        self.ended = False
+        settings = session._runtime.settings
+        rate = session.config.bytes_per_second
+        self._allowed_per_s = rate * settings.max_audio_rate if rate else None
+        self._burst = rate * settings.audio_burst_s if rate else 0
+        self._started = trio.current_time()
+        self._bytes = 0
 
     async def send_audio(self, audio: bytes) -> None:
         if self.ended:
             raise BadMessage("audio after an end message; create a new session to send more")
+        self.session.touch()
+        await self._pace(len(audio))
         counters = self.session.counters
         counters.audio_bytes += len(audio)
         counters.audio_frames += 1
         await self._send(audio)
 
     async def control(self, control: Control) -> None:
+        self.session.touch()
         if control is Control.KEEPALIVE:
             return
         if self.ended:
@@ -323,11 +525,19 @@ class AudioAttachment:
             self.session._socket_ended = True
         await self._send(control)
 
+    def close(self) -> None:
+        self.session._detach(self)
+
+    async def _pace(self, size: int) -> None:
+        if self._allowed_per_s is None:
+            return
+        self._bytes += size
+        due = self._started + (self._bytes - self._burst) / self._allowed_per_s
+        if due > trio.current_time():
+            await trio.sleep_until(due)
+
     async def _send(self, item: AudioItem) -> None:
         try:
             await self.session._audio_tx.send(item)
         except trio.BrokenResourceError:
             raise SessionClosed(f"session is {self.session.state.value}") from None
-
-    def close(self) -> None:
-        self.session._detach(self)
