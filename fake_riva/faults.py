@@ -3,10 +3,10 @@
 Keys (in ``custom_configuration``, or as server-wide ``--fault key=value``):
 ``fake.refuse`` (a gRPC code name: fail at stream start), ``fake.fail_after_chunks``
 with ``fake.fail_code`` (default UNAVAILABLE), ``fake.delay_ms`` (before each result),
-``fake.stall`` (accept audio, answer nothing), ``fake.end_after_chunks`` (end the
+``fake.stall`` (accept audio, answer nothing; ``fake.stall_after_chunks``: from then on), ``fake.end_after_chunks`` (end the
 stream early and cleanly), ``fake.idle_timeout_ms`` (end the stream cleanly when no
 audio came for that long, like Riva's idle timeout), ``fake.fault_times`` (inject the
-refuse/fail faults into only the first N streams carrying the same
+refuse/fail/stall faults into only the first N streams carrying the same
 ``fake.fault_id``, so a reconnect can succeed).
 """
 
@@ -31,13 +31,14 @@ class Faults:
     fail_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     delay_s: float = 0.0
     stall: bool = False
+    stall_after_chunks: int | None = None
     end_after_chunks: int | None = None
     idle_timeout_s: float | None = None
     fault_times: int | None = None
     fault_id: str = ""
 
     def without_failures(self) -> Faults:
-        return replace(self, refuse=None, fail_after_chunks=None)
+        return replace(self, refuse=None, fail_after_chunks=None, stall=False, stall_after_chunks=None)
 
     @classmethod
     def parse(cls, *sources: Mapping[str, str]) -> Faults:
@@ -52,6 +53,7 @@ class Faults:
                 fail_code=_code(merged.get("fake.fail_code", "UNAVAILABLE")),
                 delay_s=(_int(merged.get("fake.delay_ms")) or 0) / 1000,
                 stall=merged.get("fake.stall", "false").lower() in ("1", "true", "yes"),
+                stall_after_chunks=_int(merged.get("fake.stall_after_chunks")),
                 end_after_chunks=_int(merged.get("fake.end_after_chunks")),
                 idle_timeout_s=(_int(merged.get("fake.idle_timeout_ms")) or 0) / 1000 or None,
                 fault_times=_int(merged.get("fake.fault_times")),

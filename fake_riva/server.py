@@ -130,7 +130,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             if faults.end_after_chunks is not None and chunks > faults.end_after_chunks:
                 return
             results = recognizer.accept(request.audio_content)
-            if faults.stall:
+            if faults.stall or (faults.stall_after_chunks is not None and chunks > faults.stall_after_chunks):
                 continue
             if not results:
                 silent_chunks += 1
@@ -144,8 +144,11 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             yield _response(results)
         if _cancelled_after_requests(context):
             return
+        if faults.stall or (faults.stall_after_chunks is not None and chunks > faults.stall_after_chunks):
+            _hang_until_cancelled(context)  # a stalled Riva never finishes either
+            return
         results = recognizer.finish()
-        if results and not faults.stall:
+        if results:
             yield _response(results)
 
     # -- Recognize (offline) -------------------------------------------------
@@ -261,6 +264,15 @@ def _cancelled_after_requests(context: grpc.ServicerContext) -> bool:
     if not context.add_callback(terminated.set):
         return True
     return terminated.wait(CANCEL_SETTLE_S) or not context.is_active()
+
+
+STALL_LIMIT_S = 60.0
+
+
+def _hang_until_cancelled(context: grpc.ServicerContext) -> None:
+    terminated = threading.Event()
+    if context.add_callback(terminated.set):
+        terminated.wait(STALL_LIMIT_S)
 
 
 def _alternative(h: Hypothesis) -> asr.SpeechRecognitionAlternative:

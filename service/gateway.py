@@ -7,6 +7,9 @@ the last, so nothing it starts (threads, gRPC servers, sessions) outlives the ap
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 
 import trio
 
@@ -37,6 +40,8 @@ class Gateway:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self.registry = Registry(runtime, nursery)
+                    if threading.current_thread() is threading.main_thread():
+                        nursery.start_soon(self._drain_on_sigterm)
                     task_status.started(self.registry)
                     await trio.sleep_forever()
         finally:
@@ -50,6 +55,21 @@ class Gateway:
             self.registry.cancel_all("shutdown")
         self._scope.cancel()
         await self._stopped.wait()
+
+    @trio.lowlevel.enable_ki_protection  # the SIGINT we raise must reach hypercorn's main task, not us
+    async def _drain_on_sigterm(self) -> None:
+        """SIGTERM (docker stop, Kubernetes): drain the sessions first, then let hypercorn
+        stop as it does on Ctrl-C, so readers get their finals and ``end`` before it closes
+        their connections. (hypercorn.toml runs the worker in this process: ``workers = 0``.)"""
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        settings = self.settings
+        log.warning("SIGTERM: draining sessions for up to %.0f s", settings.shutdown_grace_s)
+        assert self.registry is not None
+        await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
+        await trio.sleep(0.2)  # let event streams flush their last bytes
+        os.kill(os.getpid(), signal.SIGINT)
 
     async def _start_embedded(self) -> str:
         from fake_riva import FakeRiva

@@ -22,6 +22,7 @@ from service.sessions.state import State
 blueprint = Blueprint("audio", __name__)
 log = logging.getLogger("reserve.audio")
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 
 
 async def close_with_error(error: ReserveError) -> None:
@@ -72,6 +73,8 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
         await close_with_error(error)
     elif session.state is State.FAILED:  # the session's own failure explains any refusal
         await close_with_error(session.failure or InternalError("session failed"))
+    elif session.end_reason == "shutdown":
+        await websocket.close(CLOSE_GOING_AWAY, "gateway shutting down")
     else:
         await websocket.close(CLOSE_NORMAL, f"session {session.state.value}")
 

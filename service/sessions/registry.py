@@ -6,7 +6,7 @@ import logging
 
 import trio
 
-from service.errors import Overloaded, SessionNotFound
+from service.errors import Overloaded, SessionNotFound, ShuttingDown
 from service.sessions.config import RecognitionSettings
 from service.sessions.session import Runtime, Session
 
@@ -22,6 +22,9 @@ class Registry:
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
         self._live = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self.draining = False
 
     @property
     def live_sessions(self) -> int:
@@ -33,6 +36,8 @@ class Registry:
 
     async def create(self, config: RecognitionSettings) -> Session:
         settings = self.runtime.settings
+        if self.draining:
+            raise ShuttingDown("the gateway is shutting down; try another instance", retry_after_s=5)
         if self._live >= settings.max_sessions:
             raise Overloaded(
                 f"the gateway is at its limit of {settings.max_sessions} live sessions; try again shortly",
@@ -41,6 +46,7 @@ class Registry:
         session = Session(self.runtime, config)
         self._sessions[session.id] = session
         self._live += 1
+        self._idle = trio.Event()
         await self._nursery.start(self._own, session)
         return session
 
@@ -54,11 +60,29 @@ class Registry:
         for session in self._sessions.values():
             session.cancel(reason)
 
+    async def drain(self, *, grace_s: float, finish_s: float) -> None:
+        """Graceful shutdown: no new sessions; live ones get ``grace_s`` to end by themselves,
+        then are finalized (their finals still delivered, ``end`` reason ``shutdown``), and
+        whatever is left after ``finish_s`` more is cancelled."""
+        self.draining = True
+        log.info("draining %d live sessions (grace %.0f s)", self._live, grace_s)
+        with trio.move_on_after(grace_s):
+            await self._idle.wait()
+        async with trio.open_nursery() as nursery:
+            for session in list(self._sessions.values()):
+                nursery.start_soon(session.finish_early, "shutdown")
+        with trio.move_on_after(finish_s):
+            await self._idle.wait()
+        self.cancel_all("shutdown")
+        await self._idle.wait()
+
     async def _own(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             await session.run(task_status=task_status)
         finally:
             self._live -= 1
+            if self._live == 0:
+                self._idle.set()
         await trio.sleep(self.runtime.settings.session_retention_s)
         del self._sessions[session.id]
         log.debug("session %s forgotten after retention", session.id)
