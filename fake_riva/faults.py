@@ -1,21 +1,22 @@
 """Fault injection: how a stream should misbehave, from per-stream keys or server flags.
 
 Keys (in ``custom_configuration``, or as server-wide ``--fault key=value``):
-``fake.refuse`` (a gRPC code name: fail at stream start), ``fake.fail_after_chunks``
-with ``fake.fail_code`` (default UNAVAILABLE), ``fake.delay_ms`` (before each result),
-``fake.stall`` (accept audio, answer nothing; ``fake.stall_after_chunks``: from then on), ``fake.end_after_chunks`` (end the
-stream early and cleanly), ``fake.idle_timeout_ms`` (end the stream cleanly when no
-audio came for that long, like Riva's idle timeout), ``fake.fault_times`` (inject the
-refuse/fail/stall faults into only the first N streams carrying the same
-``fake.fault_id``, so a reconnect can succeed).
+
+- ``fake.refuse``: a gRPC code name; fail at stream start.
+- ``fake.fail_after_chunks`` with ``fake.fail_code`` (default UNAVAILABLE): fail mid-stream.
+- ``fake.delay_ms``: wait before each result.
+- ``fake.stall`` (or ``fake.stall_after_chunks``): accept audio, answer nothing, never finish.
+- ``fake.end_after_chunks``: end the stream early and cleanly.
+- ``fake.idle_timeout_ms``: end the stream cleanly when no audio came for that long (Riva's idle timeout).
+- ``fake.fault_times`` with ``fake.fault_id``: inject the refuse/fail/stall faults into only the
+  first N streams carrying the same id, so that a reconnect can succeed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-
-import threading
 
 import grpc
 

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     riva_stall_timeout_s: float = Field(
         15 * SECONDS, gt=0, description="Audio unanswered by Riva this long counts as a failed stream"
     )
-    replay_max_s: float = Field(60 * SECONDS, gt=0, description="Audio kept since the last final, to replay after a reconnect")
+    replay_max_s: float = Field(
+        60 * SECONDS, gt=0, description="Audio kept since the last final, to replay after a reconnect"
+    )
     audio_reconnect_grace_s: float = Field(
         10 * SECONDS, ge=0, description="Wait for a dropped audio socket to come back (0: cancel at once)"
     )

@@ -23,7 +23,9 @@ class AudioScriptedRecognizer:
             raise UnsupportedAudio("fake.words_in_audio needs LINEAR_PCM audio")
         custom = settings.custom_configuration
         self._vocabulary = custom.get("fake.transcript", "").replace("|", " ").split()
-        self._endpoint_samples = int(custom.get("fake.endpoint_ms", DEFAULT_ENDPOINT_MS)) * settings.sample_rate_hertz // 1000
+        self._endpoint_samples = (
+            int(custom.get("fake.endpoint_ms", DEFAULT_ENDPOINT_MS)) * settings.sample_rate_hertz // 1000
+        )
         self._rate = settings.sample_rate_hertz
         self._settings = settings
         self._odd = b""

@@ -380,7 +380,9 @@ class Session:
         if control is None:
             raise _QuietEnd(answered=stream.responses > 0)
         if not stream_done:
-            raise UpstreamTimeout(f"Riva sent no final result within {settings.finish_timeout_s:g} s of the end of audio")
+            raise UpstreamTimeout(
+                f"Riva sent no final result within {settings.finish_timeout_s:g} s of the end of audio"
+            )
         self._pending = None
         self._replay.clear()  # every final for this audio is in
         return control
