@@ -7,23 +7,25 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
 from quart import Response, jsonify
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from service.api import audio, events, health, sessions, web
+from service.api import audio, events, health, metrics, models, sessions, web
 from service.api.common import error_response
 from service.errors import InternalError, ReserveError
 from service.gateway import Gateway
+from service.observability.logging import configure_logging
 from service.settings import Settings
 
 log = logging.getLogger("reserve")
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
-    settings = settings or Settings()
-    _configure_logging(settings)
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
     app = QuartTrio("reserve", static_folder=None)  # web/ is served by api/web.py
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         swagger_ui_path=None,
         info={"title": "Reserve", "version": "0.1.0"},
     )
-    for module in (sessions, audio, events, health, web):
+    for module in (sessions, audio, events, health, metrics, models, web):
         app.register_blueprint(module.blueprint)
     gateway = Gateway(settings)
     app.extensions["reserve.gateway"] = gateway
@@ -72,11 +74,24 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     return app
 
 
-def _configure_logging(settings: Settings) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("reserve").setLevel(settings.log_level)
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value stops start-up with one line per problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(settings_error_message(exc)) from None
+
+
+def settings_error_message(exc: ValidationError) -> str:
+    lines = ["Reserve cannot start: invalid configuration"]
+    for error in exc.errors(include_url=False):
+        names = [str(part) for part in error["loc"] if isinstance(part, str)]
+        field = Settings.model_fields.get(names[0]) if names else None
+        variable = f"RESERVE_{names[0].upper()}" if names else "settings"
+        secret = field is not None and "Secret" in repr(field.annotation)
+        value = "" if secret or "input" not in error or isinstance(error["input"], dict) else f"={error['input']!r}"
+        lines.append(f"  {variable}{value}: {error['msg']}")
+    return "\n".join(lines)
 
 
 app = create_app()

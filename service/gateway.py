@@ -13,6 +13,8 @@ import threading
 
 import trio
 
+from service.observability.metrics import Metrics
+from service.riva.catalog import Catalog
 from service.riva.channel import RivaTarget, open_target
 from service.sessions.registry import Registry
 from service.sessions.session import Runtime
@@ -25,6 +27,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry: Registry | None = None
+        self.metrics = Metrics()
+        self.catalog: Catalog | None = None  # what Riva offers; set once the target is open
         self._embedded: object | None = None
         self._target: RivaTarget | None = None
         self._scope = trio.CancelScope()
@@ -35,11 +39,15 @@ class Gateway:
         try:
             uri = settings.riva_uri or await self._start_embedded()
             self._target = open_target(settings, uri)
-            runtime = Runtime(settings, self._target, trio.CapacityLimiter(settings.max_sessions))
+            runtime = Runtime(settings, self._target, trio.CapacityLimiter(settings.max_sessions), self.metrics)
+            self.catalog = Catalog(
+                self._target, ttl_s=settings.readiness_cache_s, timeout_s=settings.readiness_timeout_s
+            )
             log.info("Riva target %s (tls=%s); at most %d sessions", uri, settings.riva_tls, settings.max_sessions)
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self.registry = Registry(runtime, nursery)
+                    self.metrics.watch(self.registry, runtime.limiter)
                     if threading.current_thread() is threading.main_thread():
                         nursery.start_soon(self._drain_on_sigterm)
                     task_status.started(self.registry)
@@ -69,6 +77,7 @@ class Gateway:
         assert self.registry is not None
         await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
         await trio.sleep(0.2)  # let event streams flush their last bytes
+        log.info("sessions drained; stopping the server")
         os.kill(os.getpid(), signal.SIGINT)
 
     async def _start_embedded(self) -> str:

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
     web_dir: Path | None = Field(None, description="Folder of the browser page; default: web/ beside the code")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as readable text or JSON, one per line")
+    readiness_cache_s: float = Field(
+        5 * SECONDS, ge=0, description="Riva's model list (readiness, /v1/models, session checks) is reused this long"
+    )
+    readiness_timeout_s: float = Field(
+        2 * SECONDS, gt=0, le=60, description="Deadline of the call that asks Riva for its models"
+    )
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:

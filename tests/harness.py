@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,13 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5) -> Non
     with trio.fail_after(timeout_s):
         while not predicate():  # noqa: ASYNC110 - nothing to await on across threads
             await trio.sleep(0.01)
+
+
+async def poll_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 5) -> None:
+    """Poll the gateway over HTTP for a condition it publishes no event for."""
+    with trio.fail_after(timeout_s):
+        while not await predicate():  # noqa: ASYNC110 - the condition lives in another process
+            await trio.sleep(0.02)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Response, current_app, jsonify, request, websocket
 
@@ -10,9 +10,17 @@ from service.errors import ReserveError
 from service.sessions.registry import Registry
 from service.sessions.session import Session
 
+if TYPE_CHECKING:
+    from service.gateway import Gateway
+
 
 def registry() -> Registry:
     return cast(Registry, current_app.extensions["reserve.registry"])
+
+
+def gateway() -> Gateway:
+    """What the lifespan owns: metrics, Riva's catalog, the registry once started."""
+    return cast("Gateway", current_app.extensions["reserve.gateway"])
 
 
 def bearer_token(authorization: str | None, query_token: str | None) -> str | None:

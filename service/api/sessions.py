@@ -9,6 +9,7 @@ from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_request
 
 from service.api.common import authorized_session, registry
+from service.api.models import check_offered
 from service.errors import BadRequest, InvalidConfig
 from service.sessions.config import RecognitionSettings
 
@@ -39,6 +40,7 @@ async def create_session() -> tuple[Response, int]:
     if body.strip() and request.mimetype not in ("application/json", ""):
         raise BadRequest("send the settings as application/json")
     settings = parse_settings(body)
+    await check_offered(settings)  # 422 with the choices when Riva offers no such language or model
     session = await registry().create(settings)
     base = f"/v1/sessions/{session.id}"
     payload: dict[str, Any] = {

@@ -76,7 +76,7 @@ class AccessLogFilter(logging.Filter):
     """hypercorn's access lines: the token redacted, and the request as structured fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        atoms = record.args if isinstance(record.args, Mapping) else None
+        atoms: Mapping[str, Any] | None = record.args if isinstance(record.args, Mapping) else None
         record.msg = redact(record.getMessage())
         record.args = None
         if atoms is not None:
@@ -97,7 +97,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__()
         setattr(self, _OURS, True)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

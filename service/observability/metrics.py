@@ -2,8 +2,8 @@
 
 Every ``Metrics`` owns its own ``CollectorRegistry`` (several apps in one test
 process must not share counters). Sessions get a ``SessionObserver`` that keeps the
-few timestamps latency needs; the registry and the SSE handler call ``Metrics``
-directly. Gauges that mirror state owned elsewhere (live sessions, worker threads)
+few timestamps latency needs; the registry calls ``Metrics`` directly. Gauges that
+mirror state owned elsewhere (live sessions, SSE readers, worker threads)
 are read at scrape time, so they can never drift from the truth. Labels are
 low-cardinality only: outcome, reason, kind, encoding, codes; never session ids.
 """
@@ -11,19 +11,19 @@ low-cardinality only: outcome, reason, kind, encoding, codes; never session ids.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 import prometheus_client
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from service.errors import ReserveError
 
 # counters' *_created timestamps only double the exposition; nobody here graphs them
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -37,6 +37,9 @@ class SessionCounts(Protocol):
 
     @property
     def retained_sessions(self) -> int: ...
+
+    @property
+    def sse_readers(self) -> int: ...
 
 
 class Metrics:
@@ -61,7 +64,7 @@ class Metrics:
             registry=r,
         )
         self.audio_bytes = Counter(
-            "reserve_audio_received_bytes", "Bytes of audio received from clients, by encoding", ["encoding"], registry=r
+            "reserve_audio_received_bytes", "Audio bytes received from clients, by encoding", ["encoding"], registry=r
         )
         self.results = Counter(
             "reserve_results", "Transcript results published to clients, by kind (interim, final)", ["kind"], registry=r
@@ -82,7 +85,8 @@ class Metrics:
         )
         self.first_result = Histogram(
             "reserve_first_result_seconds",
-            "Time from a session's first audio frame to its first transcript result (an interim unless interims are off)",
+            "Time from a session's first audio frame to its first transcript result "
+            "(an interim; a final when interims are off)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -96,11 +100,10 @@ class Metrics:
         self.chunk_latency = Histogram(
             "reserve_chunk_to_result_seconds",
             "Approximate: time from the oldest audio chunk handed to the Riva stream since the previous result "
-            "to the next result (includes Riva's buffering; a stream's first chunk and replayed audio are not timed)",
+            "to the next result (includes queueing and Riva's buffering; replayed audio is not timed)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.sse_readers = Gauge("reserve_sse_readers", "Event streams (SSE responses) open now", registry=r)
         self._watched = _Watched()
         r.register(self._watched)
 
@@ -128,19 +131,6 @@ class Metrics:
     def riva_reconnect(self) -> None:
         """A session lost its Riva stream and starts reconnecting (once per outage, not per attempt)."""
         self.riva_reconnects.inc()
-
-    async def count_reader(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Wrap an SSE body so the reader gauge counts it while it is open."""
-        self.sse_readers.inc()
-        try:
-            async for chunk in body:
-                yield chunk
-        finally:
-            self.sse_readers.dec()
-            aclose = getattr(body, "aclose", None)
-            if aclose is not None:
-                with trio.CancelScope(shield=True):
-                    await aclose()
 
 
 class SessionObserver:
@@ -170,7 +160,7 @@ class SessionObserver:
             m.audio_seconds.inc(size / self._rate)
 
     def forwarded(self) -> None:
-        """A chunk was handed to the Riva stream."""
+        """A chunk goes to the Riva stream (queued for it, if the stream is still opening)."""
         if self._unanswered is None:
             self._unanswered = time.monotonic()
 
@@ -229,6 +219,11 @@ class _Watched(Collector):
             "reserve_sessions_retained",
             "Ended sessions whose events are still readable (RESERVE_SESSION_RETENTION_S)",
             value=sessions.retained_sessions if sessions else 0,
+        )
+        yield GaugeMetricFamily(
+            "reserve_sse_readers",
+            "Event streams (SSE responses) open now",
+            value=sessions.sse_readers if sessions else 0,
         )
         yield GaugeMetricFamily(
             "reserve_worker_threads_in_use",

@@ -34,6 +34,11 @@ class Registry:
     def retained_sessions(self) -> int:
         return len(self._sessions) - self._live
 
+    @property
+    def sse_readers(self) -> int:
+        """Event streams open now, over every session (read by the metrics scrape)."""
+        return sum(session.readers for session in self._sessions.values())
+
     async def create(self, config: RecognitionSettings) -> Session:
         settings = self.runtime.settings
         if self.draining:
@@ -46,6 +51,7 @@ class Registry:
         session = Session(self.runtime, config)
         self._sessions[session.id] = session
         self._live += 1
+        self.runtime.metrics.session_created()
         self._idle = trio.Event()
         await self._nursery.start(self._own, session)
         return session
@@ -85,4 +91,4 @@ class Registry:
                 self._idle.set()
         await trio.sleep(self.runtime.settings.session_retention_s)
         del self._sessions[session.id]
-        log.debug("session %s forgotten after retention", session.id)
+        log.debug("session %s forgotten after retention", session.id, extra={"session_id": session.id})

@@ -36,6 +36,7 @@ from service.errors import (
     UpstreamTimeout,
 )
 from service.events.log import EventLog, MemoryEventLog
+from service.observability.metrics import Metrics
 from service.protocol import Control
 from service.riva.channel import RivaTarget
 from service.riva.probe import probe
@@ -62,6 +63,7 @@ class Runtime:
     settings: Settings
     target: RivaTarget
     limiter: trio.CapacityLimiter
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
 
 @dataclass(slots=True)
@@ -91,6 +93,8 @@ class Session:
         self.done = trio.Event()
         self.readers = 0
         self._runtime = runtime
+        self._obs = runtime.metrics.observe_session(config.bytes_per_second, config.encoding)
+        self._log = logging.LoggerAdapter(log, {"session_id": self.id})  # JSON logs carry the id as a key
         self._finals: list[str] = []
         self._seq = 0
         self._audio_tx, self._audio_rx = trio.open_memory_channel[AudioItem](settings.audio_queue_chunks)
@@ -168,7 +172,7 @@ class Session:
         self._socket = AudioAttachment(self, resumed=resumed)
         self._attached.set()
         self.touch()
-        log.info("session %s audio socket %s", self.id, "reattached" if resumed else "attached")
+        self._log.info("session %s audio socket %s", self.id, "reattached" if resumed else "attached")
         return self._socket
 
     def touch(self) -> None:
@@ -179,16 +183,16 @@ class Session:
             return
         self._socket = None
         if socket.ended:
-            log.info("session %s audio socket closed after end of audio", self.id)
+            self._log.info("session %s audio socket closed after end of audio", self.id)
             return
         if self.state.terminal:
             return
         grace = self._runtime.settings.audio_reconnect_grace_s
         if grace <= 0 or self._tasks is None:
-            log.info("session %s audio socket dropped before end; cancelling", self.id)
+            self._log.info("session %s audio socket dropped before end; cancelling", self.id)
             self.cancel("client_gone")
             return
-        log.info("session %s audio socket dropped; waiting %.0f s for it to come back", self.id, grace)
+        self._log.info("session %s audio socket dropped; waiting %.0f s for it to come back", self.id, grace)
         self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
         self._tasks.start_soon(self._finish_after_grace, self._grace)
 
@@ -221,7 +225,7 @@ class Session:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The session's whole life; returns once its ``end`` event is in the log."""
         settings = self._runtime.settings
-        log.info("session %s created", self.id)
+        self._log.info("session %s created", self.id)
         failure: ReserveError | None = None
         try:
             with self._scope:
@@ -299,7 +303,8 @@ class Session:
         if self._reconnect_deadline is None:
             self._reconnect_deadline = now + settings.riva_reconnect_deadline_s
             self.counters.reconnects += 1
-        log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)
+            self._runtime.metrics.riva_reconnect()
+        self._log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)
         self._publish_event("reconnecting", {"attempt": attempt, "code": error.code, "message": error.message})
         delay = BACKOFF_FIRST_S * 2 ** min(attempt - 1, 8)
         while True:
@@ -352,6 +357,7 @@ class Session:
                 stream_done = True
             except ReserveError as exc:
                 error = exc
+                self._obs.riva_error(exc)
             finally:
                 nursery.cancel_scope.cancel()
 
@@ -385,6 +391,7 @@ class Session:
             )
         self._pending = None
         self._replay.clear()  # every final for this audio is in
+        self._obs.flushed()
         return control
 
     async def _forward(self, stream: RivaStream) -> Control:
@@ -396,10 +403,12 @@ class Session:
         raise AssertionError("the audio channel closes only after the session ends")
 
     def _end_of_audio(self, control: Control) -> None:
+        self._obs.end_of_audio(control.value)
         if control is Control.END and self.state is State.STREAMING:
             self._transition(Trigger.END_OF_AUDIO)
 
     def _note_forwarded(self, audio: bytes) -> None:
+        self._obs.forwarded()
         self._replay.append(audio)
         self.counters.replay_dropped_bytes = self._replay.dropped_bytes
 
@@ -430,6 +439,7 @@ class Session:
                     self._replay.release_to(self._stream_start + int(result.audio_processed_s * rate))
             self._seq += 1
             self.log.append("transcript", _encode(self._transcript_data(result)))
+            self._obs.result(result.is_final)
 
     def _publish_event(self, name: str, data: dict[str, Any]) -> None:
         if not self.state.terminal:
@@ -474,10 +484,12 @@ class Session:
         if error is not None:
             self._failure = error
             self.log.append("error", _encode(error.to_json()))
-            log.warning("session %s failed: %s (%s)", self.id, error.code, error.message)
+            level = logging.INFO if error.http_status < 500 else logging.WARNING  # a client's mistake is no alarm
+            self._log.log(level, "session %s failed: %s (%s)", self.id, error.code, error.message)
         self.log.append("end", _encode({"reason": reason}))
         self.log.close()
-        log.info("session %s %s (reason=%s)", self.id, self.state.value, reason)
+        self._log.info("session %s %s (reason=%s)", self.id, self.state.value, reason)
+        self._obs.ended(self.state.value, reason, error, self.counters.dropped_interims)
 
 
 class _QuietEnd(Exception):
@@ -514,6 +526,7 @@ class AudioAttachment:
         counters = self.session.counters
         counters.audio_bytes += len(audio)
         counters.audio_frames += 1
+        self.session._obs.audio(len(audio))
         await self._send(audio)
 
     async def control(self, control: Control) -> None:

@@ -1,0 +1,107 @@
+"""The page at ``/`` in a real browser (Debian chromium, driven by Playwright), with a
+speech WAV as the fake microphone, against the bundled pocketsphinx recognizer."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import wave
+from pathlib import Path
+
+import jiwer
+import pytest
+import trio
+
+from service.settings import Settings
+from tests.harness import running_gateway
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DATA = Path(__file__).resolve().parents[1] / "data"
+REFERENCES = json.loads((DATA / "fixtures.json").read_text())
+LAUNCH_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
+def padded_wav(name: str, silence_s: float, into: Path) -> Path:
+    """The fixture followed by silence, so the recognizer finds an endpoint before the loop repeats."""
+    with wave.open(str(DATA / name)) as source:
+        params, frames = source.getparams(), source.readframes(source.getnframes())
+    target = into / f"mic-{name}"
+    with wave.open(str(target), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames + bytes(int(params.framerate * silence_s) * params.sampwidth))
+    return target
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^a-z' ]+", " ", text.lower()).strip()
+
+
+def drive_page(url: str, microphone: Path | None, upload: Path | None) -> tuple[str, str, str]:
+    """Runs in a worker thread (Playwright's sync API): returns final text, status state, error text."""
+    from playwright.sync_api import sync_playwright
+
+    args = [*LAUNCH_ARGS]
+    if microphone is not None:
+        args.append(f"--use-file-for-fake-audio-capture={microphone}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("#start:not([disabled])", timeout=10_000)
+            if upload is not None:
+                page.set_input_files("#file", str(upload))
+                page.wait_for_selector('#status[data-state="done"], #status[data-state="error"]', timeout=30_000)
+            else:
+                page.click("#start")
+                page.wait_for_selector('#status[data-state="streaming"]', timeout=10_000)
+                # the page's CSP forbids eval, so poll from here rather than with wait_for_function
+                for _ in range(300):
+                    if page.inner_text("#final").strip():
+                        break
+                    page.wait_for_timeout(100)
+                page.click("#start")  # Stop: sends end, waits for the end event
+                page.wait_for_selector('#status[data-state="done"], #status[data-state="error"]', timeout=30_000)
+            return (
+                page.inner_text("#final"),
+                page.get_attribute("#status", "data-state") or "",
+                page.inner_text("#error"),
+            )
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+async def page_url():  # type: ignore[no-untyped-def]
+    async with running_gateway(Settings(riva_uri="", embedded_recognizer="pocketsphinx")) as gateway:
+        yield gateway.base_url + "/"
+
+
+async def test_microphone_speech_appears_on_the_page(page_url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        microphone = padded_wav("children_park.wav", 1.5, Path(tmp))
+        final, state, error = await trio.to_thread.run_sync(drive_page, page_url, microphone, None)
+    assert (state, error) == ("done", "")
+    heard = normalise(final)
+    reference = REFERENCES["children_park.wav"]
+    assert jiwer.wer(reference, heard[: len(reference) + 20]) <= 0.25, heard
+
+
+async def test_a_44khz_wav_file_is_resampled_in_the_browser_and_transcribed(page_url: str) -> None:
+    final, state, error = await trio.to_thread.run_sync(drive_page, page_url, None, DATA / "children_park_44k.wav")
+    assert (state, error) == ("done", "")
+    assert jiwer.wer(REFERENCES["children_park_44k.wav"], normalise(final)) <= 0.15, final

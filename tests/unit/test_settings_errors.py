@@ -1,0 +1,57 @@
+"""A bad RESERVE_* value stops start-up with a message naming the variable, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.app import settings_error_message
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_with(**bad: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
+    env.update({f"RESERVE_{k}": v for k, v in bad.items()})
+    return subprocess.run(
+        [sys.executable, "-c", "import service.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (
+            {"MAX_SESSIONS": "0", "LOG_FORMAT": "xml"},
+            ["RESERVE_MAX_SESSIONS='0': Input should be greater than or equal to 1", "RESERVE_LOG_FORMAT='xml'"],
+        ),
+        ({"MAX_SESSIONS": "abc"}, ["RESERVE_MAX_SESSIONS='abc': Input should be a valid integer"]),
+    ],
+)
+def test_bad_values_stop_start_up_naming_each_variable(bad: dict[str, str], expected: list[str]) -> None:
+    result = start_with(**bad)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Reserve cannot start: invalid configuration\n")
+    for line in expected:
+        assert line in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 + len(expected), "one line per problem"
+
+
+def test_secret_values_are_not_echoed() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(riva_api_key=["nvapi", "leaked"])  # type: ignore[arg-type]
+    message = settings_error_message(caught.value)
+    assert "  RESERVE_RIVA_API_KEY: " in message and "leaked" not in message
+
+
+def test_cross_field_problems_are_explained() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(riva_ssl_client_cert="/cert.pem")  # type: ignore[arg-type]
+    assert "riva_ssl_client_cert and riva_ssl_client_key must be set together" in settings_error_message(caught.value)
