@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,8 +28,9 @@ async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIt
     """Every event after ``after_id``, then return once the log is closed and drained."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
-        async for chunk in _follow(session.log, after_id, heartbeat_s):
-            yield chunk
+        async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s)) as chunks:
+            async for chunk in chunks:
+                yield chunk
     finally:
         session.readers -= 1
 
