@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     riva_reconnect_deadline_s: float = Field(
         30 * SECONDS, ge=0, description="How long a session keeps trying to reach Riva again after a failure"
     )
+    riva_start_deadline_s: float = Field(
+        3 * SECONDS, ge=0, description="How long a new session retries a Riva that has not answered it yet"
+    )
     riva_stall_timeout_s: float = Field(
         15 * SECONDS, gt=0, description="Audio unanswered by Riva this long counts as a failed stream"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # a Logger is used as is: printed once, via root
     config.graceful_timeout = 2
     app = create_app(settings)
     shutdown = trio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import trio
 from quart import Blueprint, Response, request
@@ -35,7 +35,7 @@ async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIt
         session.readers -= 1
 
 
-async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
+async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncGenerator[bytes]:
     yield sse.preamble()
     cursor = after_id
     while True:

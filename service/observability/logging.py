@@ -73,10 +73,19 @@ class TextFormatter(logging.Formatter):
 
 
 class AccessLogFilter(logging.Filter):
-    """hypercorn's access lines: the token redacted, and the request as structured fields."""
+    """hypercorn's access lines: the token redacted, and the request as structured fields.
+
+    hypercorn also logs a line with status ``-`` whenever a connection closes before it
+    marked the response done, which happens after most complete responses too (a race
+    in hypercorn, not a failure). Those lines are DEBUG, shown with RESERVE_LOG_LEVEL=DEBUG.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         atoms: Mapping[str, Any] | None = record.args if isinstance(record.args, Mapping) else None
+        if atoms is not None and atoms["s"] == "-":
+            if not logging.getLogger("reserve").isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         record.msg = redact(record.getMessage())
         record.args = None
         if atoms is not None:

@@ -16,7 +16,16 @@ from typing import Protocol
 
 import prometheus_client
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -106,6 +115,8 @@ class Metrics:
         )
         self._watched = _Watched()
         r.register(self._watched)
+        for standard in (ProcessCollector, PlatformCollector, GCCollector):  # process_*, python_*
+            standard(registry=r)
 
     # -- wiring ---------------------------------------------------------------------
     def watch(self, sessions: SessionCounts, limiter: trio.CapacityLimiter) -> None:

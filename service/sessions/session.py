@@ -290,8 +290,8 @@ class Session:
                 attempt = quiet_ends = 0
                 lazy = True
                 continue
-            if not (error.retryable and self._riva_answered and self.config.bytes_per_second):
-                raise error  # a client fault, a Riva that never worked for us, or unreplayable audio
+            if not (error.retryable and self.config.bytes_per_second):
+                raise error  # a client fault, or compressed audio that cannot be replayed
             attempt += 1
             await self._reconnect(error, attempt)
             lazy = False
@@ -301,7 +301,9 @@ class Session:
         settings = self._runtime.settings
         now = trio.current_time()
         if self._reconnect_deadline is None:
-            self._reconnect_deadline = now + settings.riva_reconnect_deadline_s
+            # a Riva that never answered this session gets a short chance, one that did a long one
+            patience = settings.riva_reconnect_deadline_s if self._riva_answered else settings.riva_start_deadline_s
+            self._reconnect_deadline = now + patience
             self.counters.reconnects += 1
             self._runtime.metrics.riva_reconnect()
         self._log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)

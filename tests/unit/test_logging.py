@@ -60,3 +60,18 @@ def test_access_lines_are_redacted_and_structured() -> None:
     assert line["path"] == "/v1/sessions/abc/events" and line["query"] == "token=REDACTED&last_event_id=2"
     assert (line["status"], line["method"], line["duration_ms"]) == (200, "GET", 12.5)
     assert "s3cret" not in json.dumps(line)
+
+
+def test_hypercorns_closed_before_done_lines_are_debug_only() -> None:
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/x"}
+    atoms = AccessLogAtoms({**scope, "query_string": b"", "headers": [], "client": None}, None, 0.001)  # type: ignore[arg-type]
+    reserve = logging.getLogger("reserve")
+    level = reserve.level
+    try:
+        reserve.setLevel(logging.INFO)
+        assert not AccessLogFilter().filter(record(ACCESS_FORMAT, atoms, name="hypercorn.access"))
+        reserve.setLevel(logging.DEBUG)
+        rec = record(ACCESS_FORMAT, atoms, name="hypercorn.access")
+        assert AccessLogFilter().filter(rec) and rec.levelname == "DEBUG"
+    finally:
+        reserve.setLevel(level)

@@ -1,0 +1,236 @@
+"""Soak: a few hundred live sessions for minutes while Riva fails under them.
+
+    python -m bench.soak --sessions 200 --minutes 3 --kill-every 40
+
+Runs fake_riva and the gateway (hypercorn, as deployed) as subprocesses; every session
+streams words encoded in its audio (fake_riva's ``fake.words_in_audio``) at real-time
+pace and checks that each final it was promised arrives exactly once. Faults: every
+session's first Riva stream fails mid-way (UNAVAILABLE or INTERNAL), and the whole
+fake_riva process is killed and restarted every ``--kill-every`` seconds. Prints sessions
+completed, finals lost and duplicated (both must be 0) and the gateway's resources.
+Not part of the test suite: it takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import trio
+from httpx_sse import aconnect_sse
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = "alpha bravo|charlie delta|echo foxtrot"
+PATTERN = [(1, 200), (2, 200), (0, 400), (3, 200), (4, 200), (0, 400), (5, 200), (6, 200), (0, 400)]
+FINALS_PER_CYCLE = ["alpha bravo", "charlie delta", "echo foxtrot"]
+CHUNK = 3200
+
+
+def cycle_audio() -> bytes:
+    return np.concatenate([np.full(ms * 16, v, dtype="<i2") for v, ms in PATTERN]).tobytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Tally:
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reconnects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def start_fake_riva(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fake_riva", "--port", str(port), "--max-streams", "2000"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None and b"ready" in process.stdout.readline()
+    return process
+
+
+async def one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
+    audio = cycle_audio()
+    faults = {"fake.fail_after_chunks": str(5 + n % 20), "fake.fail_code": ("UNAVAILABLE", "INTERNAL")[n % 2]}
+    config = {
+        "custom_configuration": {
+            "fake.transcript": WORDS,
+            "fake.words_in_audio": "true",
+            "fake.fault_times": "1",
+            "fake.fault_id": f"soak-{n}",
+            **faults,
+        },
+        "interim_results": False,
+    }
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        session = (await http.post("/v1/sessions", json=config)).json()
+        finals: list[str] = []
+        names: list[str] = []
+
+        async def read() -> None:
+            headers = {"Authorization": f"Bearer {session['token']}"}
+            async with aconnect_sse(http, "GET", session["events_url"], headers=headers, timeout=None) as source:
+                async for event in source.aiter_sse():
+                    if not event.data:
+                        continue
+                    names.append(event.event)
+                    data = json.loads(event.data)
+                    if event.event == "transcript" and data["is_final"]:
+                        finals.append(data["text"])
+                    if event.event == "error":
+                        tally.errors[data["code"]] = tally.errors.get(data["code"], 0) + 1
+                    if event.event == "end":
+                        return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            url = base.replace("http", "ws", 1) + session["audio_url"] + f"?token={session['token']}"
+            try:
+                async with open_websocket_url(url) as ws:
+                    for _ in range(cycles):
+                        for start in range(0, len(audio), CHUNK):
+                            await ws.send_message(audio[start : start + CHUNK])
+                            await trio.sleep(0.1)
+                    await ws.send_message('{"type": "end"}')
+                    with trio.move_on_after(60):
+                        while True:
+                            await ws.get_message()
+            except ConnectionClosed:
+                pass
+    expected = FINALS_PER_CYCLE * cycles
+    if names and names[-1] == "end" and "error" not in names:
+        tally.completed += 1
+    else:
+        tally.failed += 1
+    tally.reconnects += names.count("reconnecting")
+    for text in set(expected) | set(finals):
+        want, got = expected.count(text), finals.count(text)
+        tally.lost += max(0, want - got)
+        tally.duplicated += max(0, got - want)
+
+
+async def soak(args: argparse.Namespace) -> None:
+    riva_port, gateway_port = free_port(), free_port()
+    riva = start_fake_riva(riva_port)
+    env = {
+        **os.environ,
+        "RESERVE_RIVA_URI": f"127.0.0.1:{riva_port}",
+        "RESERVE_MAX_SESSIONS": str(args.sessions * 2),
+        "RESERVE_RIVA_RECONNECT_DEADLINE_S": "20",
+        "RESERVE_LOG_LEVEL": "WARNING",
+        "RESERVE_AUTH_DISABLED": "true",
+    }
+    hypercorn = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{gateway_port}"]
+    gateway = subprocess.Popen(  # noqa: ASYNC220 - starting a process does not block
+        [*hypercorn, "--access-logfile", "/dev/null", "service.app:app"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{gateway_port}"
+    tally = Tally()
+    kills = 0
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await trio.sleep(0.2)
+        proc = psutil.Process(gateway.pid)
+        base_threads, base_rss = proc.num_threads(), proc.memory_info().rss
+        cycles = max(1, int(args.minutes * 60 / 2.4))
+        started = time.monotonic()
+        cpu_before = proc.cpu_times()
+        peak_threads = peak_rss = 0
+        async with trio.open_nursery() as nursery:
+            for n in range(args.sessions):
+                nursery.start_soon(one_session, base, n, cycles, tally)
+                await trio.sleep(0.02)
+
+            async def chaos() -> None:
+                nonlocal riva, kills, peak_threads, peak_rss
+                while True:
+                    await trio.sleep(args.kill_every)
+                    riva.kill()
+                    riva.wait()
+                    kills += 1
+                    await trio.sleep(1.0)
+                    riva = await trio.to_thread.run_sync(start_fake_riva, riva_port)
+
+            async def watch() -> None:
+                nonlocal peak_threads, peak_rss
+                while True:
+                    peak_threads = max(peak_threads, proc.num_threads())
+                    peak_rss = max(peak_rss, proc.memory_info().rss)
+                    await trio.sleep(1)
+
+            helpers = trio.CancelScope()
+
+            async def run_helpers() -> None:
+                with helpers:
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(chaos)
+                        inner.start_soon(watch)
+
+            nursery.start_soon(run_helpers)
+            while tally.completed + tally.failed < args.sessions:  # noqa: ASYNC110 - a progress poll
+                await trio.sleep(0.5)
+            helpers.cancel()
+        elapsed = time.monotonic() - started
+        cpu = proc.cpu_times()
+        await trio.sleep(12)  # trio keeps idle worker threads for 10 s before ending them
+        after_threads, after_rss = proc.num_threads(), proc.memory_info().rss
+        cpu_s = (cpu.user - cpu_before.user) + (cpu.system - cpu_before.system)
+        audio_s = cycles * 2.4
+        print(f"soak: {args.sessions} sessions x {audio_s:.0f} s of audio, {elapsed:.0f} s wall")
+        print(f"  fake_riva killed and restarted {kills}x")
+        print(f"  sessions completed {tally.completed}, failed {tally.failed}, errors {tally.errors}")
+        print(f"  finals lost {tally.lost}, duplicated {tally.duplicated}, reconnects seen {tally.reconnects}")
+        print(f"  gateway CPU {cpu_s:.1f} s ({100 * cpu_s / elapsed:.0f}% of a core)")
+        print(f"  gateway threads {base_threads} -> peak {peak_threads} -> {after_threads}")
+        mib = 2**20
+        print(f"  gateway RSS {base_rss / mib:.0f} MiB -> peak {peak_rss / mib:.0f} MiB -> {after_rss / mib:.0f} MiB")
+        if tally.lost or tally.duplicated:
+            raise SystemExit(1)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            gateway.wait(20)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+        riva.kill()
+        riva.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--kill-every", type=float, default=40.0, help="seconds between fake_riva restarts")
+    trio.run(soak, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
