@@ -6,6 +6,7 @@ the last, so nothing it starts (threads, gRPC servers, sessions) outlives the ap
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -15,7 +16,8 @@ import trio
 
 from service.observability.metrics import Metrics
 from service.riva.catalog import Catalog
-from service.riva.channel import RivaTarget, open_target
+from service.riva.channel import open_target
+from service.riva.targets import TargetPool
 from service.sessions.registry import Registry
 from service.sessions.session import Runtime
 from service.settings import Settings
@@ -30,24 +32,30 @@ class Gateway:
         self.metrics = Metrics()
         self.catalog: Catalog | None = None  # what Riva offers; set once the target is open
         self._embedded: object | None = None
-        self._target: RivaTarget | None = None
+        self._targets: TargetPool | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
         try:
-            uri = settings.riva_uri or await self._start_embedded()
-            self._target = open_target(settings, uri)
-            runtime = Runtime(settings, self._target, trio.CapacityLimiter(settings.max_sessions), self.metrics)
-            self.catalog = Catalog(
-                self._target, ttl_s=settings.readiness_cache_s, timeout_s=settings.readiness_timeout_s
-            )
+            uris = [u.strip() for u in settings.riva_uri.split(",") if u.strip()] or [await self._start_embedded()]
+            self._targets = targets = TargetPool([open_target(settings, uri) for uri in uris])
+            uri = targets.uris
+            runtime = Runtime(settings, targets, trio.CapacityLimiter(settings.max_sessions), self.metrics)
+            self.catalog = Catalog(targets, ttl_s=settings.readiness_cache_s, timeout_s=settings.readiness_timeout_s)
             log.info("Riva target %s (tls=%s); at most %d sessions", uri, settings.riva_tls, settings.max_sessions)
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self.registry = Registry(runtime, nursery)
                     self.metrics.watch(self.registry, runtime.limiter)
+                    nursery.start_soon(
+                        functools.partial(
+                            targets.probe_down_targets,
+                            interval_s=settings.riva_probe_interval_s,
+                            timeout_s=settings.readiness_timeout_s,
+                        )
+                    )
                     if threading.current_thread() is threading.main_thread():
                         nursery.start_soon(self._drain_on_sigterm)
                     task_status.started(self.registry)
@@ -96,8 +104,8 @@ class Gateway:
         return server.target
 
     async def _close(self) -> None:
-        if self._target is not None:
-            self._target.close()
+        if self._targets is not None:
+            self._targets.close()
         if self._embedded is not None:
             from fake_riva import FakeRiva
 

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RESERVE_", frozen=True, extra="forbid")
 
-    riva_uri: str = Field("", description="Riva gRPC address host:port; empty starts the bundled recognizer")
+    riva_uri: str = Field(
+        "", description="Riva gRPC address host:port, or several comma-separated; empty starts the bundled recognizer"
+    )
     riva_use_ssl: bool = Field(False, description="Use TLS to Riva (implied by a root or client certificate)")
     riva_ssl_root_cert: Path | None = Field(None, description="PEM file of the CA that signed Riva's certificate")
     riva_ssl_client_cert: Path | None = Field(None, description="PEM client certificate for mutual TLS")
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
     )
     riva_start_deadline_s: float = Field(
         3 * SECONDS, ge=0, description="How long a new session retries a Riva that has not answered it yet"
+    )
+    riva_probe_interval_s: float = Field(
+        5 * SECONDS, gt=0, description="How often a Riva target marked down is asked whether it is back"
     )
     riva_stall_timeout_s: float = Field(
         15 * SECONDS, gt=0, description="Audio unanswered by Riva this long counts as a failed stream"

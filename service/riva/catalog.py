@@ -9,17 +9,16 @@ check at session creation; concurrent askers wait for one call instead of making
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import trio
 from riva.client.proto import riva_asr_pb2 as asr
 
-from service.errors import InvalidConfig, ReserveError, UpstreamError, from_grpc
-from service.riva.channel import RivaTarget
+from service.errors import InvalidConfig, ReserveError, UpstreamError
+from service.riva.probe import probe
+from service.riva.targets import TargetPool
 
 OFFLINE = frozenset({"offline", "batch"})
 FALSE = frozenset({"false", "0", "no"})
@@ -118,8 +117,8 @@ class Offer:
 class Catalog:
     """Cached ``GetRivaSpeechRecognitionConfig``: one call at a time, reused for ``ttl_s``."""
 
-    def __init__(self, target: RivaTarget, *, ttl_s: float, timeout_s: float) -> None:
-        self._target = target
+    def __init__(self, targets: TargetPool, *, ttl_s: float, timeout_s: float) -> None:
+        self._targets = targets
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._lock = trio.Lock()
@@ -128,7 +127,7 @@ class Catalog:
 
     @property
     def uri(self) -> str:
-        return self._target.uri
+        return self._targets.uris
 
     async def offer(self) -> Offer:
         """What Riva offers; raise a ReserveError when it cannot be asked (also cached)."""
@@ -148,19 +147,10 @@ class Catalog:
             return None
 
     async def _ask(self) -> Offer | ReserveError:
-        call = functools.partial(
-            self._target.stub.GetRivaSpeechRecognitionConfig,
-            asr.RivaSpeechRecognitionConfigRequest(),
-            timeout=self._timeout_s,
-            metadata=self._target.metadata,
-        )
         try:
-            # the gRPC deadline bounds the thread, so abandoning it on cancel leaks nothing for long
-            response = await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
-        except grpc.RpcError as exc:
-            return from_grpc(exc)
-        except Exception as exc:  # a broken answer is Riva's problem, reported as one
-            return UpstreamError(f"asking Riva for its models failed: {type(exc).__name__}")
+            response = await probe(self._targets.pick(), timeout_s=self._timeout_s, limiter=self._limiter)
+        except ReserveError as exc:
+            return exc
         try:
             return Offer.from_response(response)
         except Exception as exc:

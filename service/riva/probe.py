@@ -12,8 +12,12 @@ from service.riva.channel import RivaTarget
 PROBE_TIMEOUT_S = 2.0
 
 
-async def probe(target: RivaTarget, *, timeout_s: float = PROBE_TIMEOUT_S) -> asr.RivaSpeechRecognitionConfigResponse:
-    """Ask Riva for its models; raise a ReserveError when it does not answer in time."""
+async def probe(
+    target: RivaTarget, *, timeout_s: float = PROBE_TIMEOUT_S, limiter: trio.CapacityLimiter | None = None
+) -> asr.RivaSpeechRecognitionConfigResponse:
+    """Ask Riva for its models; raise a ReserveError when it does not answer in time.
+
+    Used for reconnects, background health checks, readiness and the model list."""
 
     def call() -> asr.RivaSpeechRecognitionConfigResponse:
         try:
@@ -25,7 +29,7 @@ async def probe(target: RivaTarget, *, timeout_s: float = PROBE_TIMEOUT_S) -> as
 
     try:
         # the gRPC deadline bounds the thread; nothing is left running after it
-        return await trio.to_thread.run_sync(call)
+        return await trio.to_thread.run_sync(call, limiter=limiter)
     except ReserveError:
         raise
     except Exception as exc:  # pragma: no cover - defensive: a probe must never crash a session

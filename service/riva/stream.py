@@ -50,6 +50,7 @@ class RivaStream:
         self._input_closed = False
         self.bytes_sent = 0
         self.responses = 0
+        self._cancelled = False  # set (trio side) before we cancel the call ourselves
         self.unanswered_since: float | None = None  # when audio went out that Riva has not answered
 
     @property
@@ -75,7 +76,7 @@ class RivaStream:
         call = self._target.stub.StreamingRecognize(self._request_iterator(), metadata=self._target.metadata)
         error: ReserveError | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_exit, call)
+            nursery.start_soon(self._cancel_on_exit, call)
             try:
                 await trio.to_thread.run_sync(self._pump, call, limiter=self._limiter)
             except ReserveError as exc:
@@ -104,11 +105,18 @@ class RivaStream:
             for response in call:
                 self._call_soon(self._deliver, from_response(response))
         except grpc.RpcError as exc:
-            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
-                return  # we cancelled it; the trio side knows why
+            if self._cancelled and isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
+                return  # we cancelled it; the trio side knows why (a server-side cancel is a failure)
             raise from_grpc(exc) from None
         except Exception as exc:  # a bug in conversion must not look like Riva's fault
             raise UpstreamError(f"unreadable answer from Riva: {type(exc).__name__}") from exc
+
+    async def _cancel_on_exit(self, call: grpc.Call) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._cancelled = True
+            call.cancel()
 
     def _deliver(self, results: list[Result]) -> None:
         """In trio: Riva answered (even with nothing, which proves it is alive)."""
@@ -119,10 +127,3 @@ class RivaStream:
     def _call_soon(self, fn: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(trio.RunFinishedError):  # the service is gone; nobody is left to tell
             self._token.run_sync_soon(fn, *args)
-
-
-async def _cancel_on_exit(call: grpc.Call) -> None:
-    try:
-        await trio.sleep_forever()
-    finally:
-        call.cancel()

@@ -42,6 +42,7 @@ from service.riva.channel import RivaTarget
 from service.riva.probe import probe
 from service.riva.results import Result
 from service.riva.stream import RivaStream
+from service.riva.targets import TargetPool
 from service.sessions.config import RecognitionSettings
 from service.sessions.replay import ReplayBuffer
 from service.sessions.state import State, Trigger, next_state
@@ -58,10 +59,10 @@ QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing hea
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """What every session shares: settings, the Riva target, the worker-thread limiter."""
+    """What every session shares: settings, the Riva targets, the worker-thread limiter."""
 
     settings: Settings
-    target: RivaTarget
+    targets: TargetPool
     limiter: trio.CapacityLimiter
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
@@ -315,7 +316,12 @@ class Session:
                 raise error
             await trio.sleep(min(remaining, random.uniform(delay / 2, delay)))  # full jitter, bounded
             try:
-                await probe(self._runtime.target, timeout_s=min(2.0, max(0.1, remaining)))
+                target = self._runtime.targets.pick()
+                try:
+                    await probe(target, timeout_s=min(2.0, max(0.1, remaining)))
+                except ReserveError:
+                    self._runtime.targets.failed(target)
+                    raise
                 break
             except ReserveError as exc:
                 error = exc if exc.retryable else error
@@ -336,10 +342,25 @@ class Session:
             else:
                 self._note_forwarded(first)
                 replay.append(first)
+        targets = self._runtime.targets
+        target = targets.pick()
+        targets.opened(target)
+        try:
+            control = await self._run_stream(target, replay)
+        except ReserveError as exc:
+            if exc.retryable:  # Riva's fault, not the client's: let the next stream go elsewhere
+                targets.failed(target)
+            raise
+        finally:
+            targets.closed(target)
+        targets.succeeded(target)
+        return control
+
+    async def _run_stream(self, target: RivaTarget, replay: list[bytes]) -> Control:
         runtime = self._runtime
         settings = runtime.settings
         stream = RivaStream(
-            runtime.target,
+            target,
             self.config.to_riva(),
             on_results=self._publish,
             limiter=runtime.limiter,
