@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; th
     .venv/bin/pip install --quiet -e ".[test]"
     touch .venv/.installed-test
 fi
-.venv/bin/ruff check service fake_riva tests
-.venv/bin/ruff format --check service fake_riva tests
+.venv/bin/ruff check service fake_riva tests bench scripts
+.venv/bin/ruff format --check service fake_riva tests bench scripts
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
