@@ -16,7 +16,8 @@ from quart import Blueprint, websocket
 from service.api.common import authorized_session, registry
 from service.errors import FrameTooLarge, InternalError, ReserveError
 from service.protocol import parse_control
-from service.sessions.session import AudioAttachment, Session
+from service.sessions.attachment import AudioAttachment
+from service.sessions.session import Session
 from service.sessions.state import State
 
 blueprint = Blueprint("audio", __name__)

@@ -25,7 +25,6 @@ import msgspec
 import trio
 
 from service.errors import (
-    BadMessage,
     Forbidden,
     ReserveError,
     SessionBusy,
@@ -43,6 +42,7 @@ from service.riva.probe import probe
 from service.riva.results import Result
 from service.riva.stream import RivaStream
 from service.riva.targets import TargetPool
+from service.sessions.attachment import AudioAttachment, AudioItem
 from service.sessions.config import RecognitionSettings
 from service.sessions.replay import ReplayBuffer
 from service.sessions.state import State, Trigger, next_state
@@ -51,7 +51,6 @@ from service.settings import Settings
 log = logging.getLogger("reserve.session")
 _encode = msgspec.json.encode
 
-AudioItem = bytes | Control
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
 QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing heard, this often is a fault
@@ -179,7 +178,27 @@ class Session:
     def touch(self) -> None:
         self._last_activity = trio.current_time()
 
-    def _detach(self, socket: AudioAttachment) -> None:
+    @property
+    def settings(self) -> Settings:
+        return self._runtime.settings
+
+    def count_audio(self, size: int) -> None:
+        self.counters.audio_bytes += size
+        self.counters.audio_frames += 1
+        self._obs.audio(size)
+
+    def audio_ended(self) -> None:
+        """The client sent ``end``: no socket may attach again."""
+        self._socket_ended = True
+
+    async def put_audio(self, item: AudioItem) -> None:
+        """Into the bounded channel: waits while it is full (backpressure)."""
+        try:
+            await self._audio_tx.send(item)
+        except trio.BrokenResourceError:
+            raise SessionClosed(f"session is {self.state.value}") from None
+
+    def detach(self, socket: AudioAttachment) -> None:
         if self._socket is not socket:
             return
         self._socket = None
@@ -521,61 +540,3 @@ class _QuietEnd(Exception):
     def __init__(self, *, answered: bool) -> None:
         super().__init__("Riva ended the stream")
         self.answered = answered
-
-
-class AudioAttachment:
-    """The one audio socket's handle on its session; closing it detaches.
-
-    Audio beyond ``max_audio_rate`` times real time (after a burst allowance) waits
-    here, so a client that sends faster is slowed by backpressure, not buffered.
-    """
-
-    def __init__(self, session: Session, *, resumed: bool) -> None:
-        self.session = session
-        self.resumed = resumed
-        self.ended = False
-        settings = session._runtime.settings
-        rate = session.config.bytes_per_second
-        self._allowed_per_s = rate * settings.max_audio_rate if rate else None
-        self._burst = rate * settings.audio_burst_s if rate else 0
-        self._started = trio.current_time()
-        self._bytes = 0
-
-    async def send_audio(self, audio: bytes) -> None:
-        if self.ended:
-            raise BadMessage("audio after an end message; create a new session to send more")
-        self.session.touch()
-        await self._pace(len(audio))
-        counters = self.session.counters
-        counters.audio_bytes += len(audio)
-        counters.audio_frames += 1
-        self.session._obs.audio(len(audio))
-        await self._send(audio)
-
-    async def control(self, control: Control) -> None:
-        self.session.touch()
-        if control is Control.KEEPALIVE:
-            return
-        if self.ended:
-            raise BadMessage(f"{control.value} after an end message")
-        if control is Control.END:
-            self.ended = True
-            self.session._socket_ended = True
-        await self._send(control)
-
-    def close(self) -> None:
-        self.session._detach(self)
-
-    async def _pace(self, size: int) -> None:
-        if self._allowed_per_s is None:
-            return
-        self._bytes += size
-        due = self._started + (self._bytes - self._burst) / self._allowed_per_s
-        if due > trio.current_time():
-            await trio.sleep_until(due)
-
-    async def _send(self, item: AudioItem) -> None:
-        try:
-            await self.session._audio_tx.send(item)
-        except trio.BrokenResourceError:
-            raise SessionClosed(f"session is {self.session.state.value}") from None
