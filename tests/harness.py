@@ -158,6 +158,18 @@ async def audio_socket(
             await ws._stream.aclose()
 
 
+@contextlib.asynccontextmanager
+async def following(
+    gateway: Gateway, session: dict[str, Any]
+) -> AsyncIterator[tuple[WebSocketConnection, EventCollector]]:
+    """A session's audio socket with an SSE reader beside it; on exit, the reader has seen ``end``."""
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, gateway, session, events)
+        async with audio_socket(gateway, session) as ws:
+            yield ws, events
+
+
 async def stream_audio(
     ws: WebSocketConnection, seconds: float, *, chunk: int = PCM_CHUNK_100MS, end: bool = True
 ) -> None:

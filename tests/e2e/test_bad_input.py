@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import trio
 
-from tests.harness import EventCollector, Gateway, audio_socket, close_reason, read_events, stream_audio
+from tests.harness import Gateway, audio_socket, close_reason, following, stream_audio
 
 SCRIPT = {"fake.transcript": "still works", "fake.ms_per_word": "100"}
 
@@ -15,12 +14,9 @@ SCRIPT = {"fake.transcript": "still works", "fake.ms_per_word": "100"}
 async def assert_healthy(gateway: Gateway) -> None:
     assert (await gateway.http.get("/healthz")).status_code == 200
     session = await gateway.create_session(custom_configuration=SCRIPT)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.3)
-            await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.3)
+        await close_reason(ws)
     assert events.finals == ["still works"]
 
 
@@ -39,12 +35,9 @@ async def test_bad_frames_get_an_error_frame_and_a_close_code(
     gateway: Gateway, frame: str | bytes, code: int, error: str
 ) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await ws.send_message(frame)
-            got_code, reason, frames = await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await ws.send_message(frame)
+        got_code, reason, frames = await close_reason(ws)
     assert (got_code, reason) == (code, error)
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == error and frames[-1]["message"]
     assert events.events[-1].data == {"reason": "client_gone"}
@@ -53,13 +46,10 @@ async def test_bad_frames_get_an_error_frame_and_a_close_code(
 
 async def test_audio_after_end_is_refused_and_the_finals_still_arrive(gateway: Gateway) -> None:
     session = await gateway.create_session(custom_configuration={**SCRIPT, "fake.delay_ms": "300"})
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.2)
-            await ws.send_message(b"\x00" * 3200)
-            code, reason, _ = await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.2)
+        await ws.send_message(b"\x00" * 3200)
+        code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1003, "bad_message")
     assert events.finals == ["still works"]
     assert events.events[-1].data == {"reason": "finished"}

@@ -11,6 +11,7 @@ from tests.harness import (
     Gateway,
     audio_socket,
     close_reason,
+    following,
     read_events,
     running_gateway,
     stream_audio,
@@ -24,15 +25,12 @@ async def test_client_dropping_its_socket_cancels_the_riva_call_and_frees_the_th
     gateway: Gateway, fake_riva: FakeRiva
 ) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.3, end=False)
-            await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
-            busy = gateway_limiter(gateway).borrowed_tokens
-            assert busy == 1
-            await ws.aclose()  # gone without an end message
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.3, end=False)
+        await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
+        busy = gateway_limiter(gateway).borrowed_tokens
+        assert busy == 1
+        await ws.aclose()  # gone without an end message
     await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
     assert fake_riva.stats.snapshot()["cancelled"] == 1, fake_riva.stats.snapshot()
     assert fake_riva.stats.snapshot()["active"] == 0
@@ -67,12 +65,9 @@ async def test_riva_unreachable_gives_an_error_event_and_close_code_quickly() ->
 async def test_riva_invalid_argument_reaches_the_client_as_an_actionable_error(gateway: Gateway) -> None:
     # an unknown language is refused at creation now (test_operations); Riva may still refuse the stream
     session = await gateway.create_session(custom_configuration={"fake.refuse": "INVALID_ARGUMENT"})
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.1, end=False)
-            code, reason, _ = await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.1, end=False)
+        code, reason, _ = await close_reason(ws)
     assert (code, reason) == (4422, "invalid_config")
     error = events.events[-2].data
     assert error["code"] == "invalid_config" and error["grpc_code"] == "INVALID_ARGUMENT"
@@ -85,12 +80,9 @@ async def test_riva_failing_on_every_stream_fails_the_session_after_the_reconnec
     session = await gateway.create_session(
         custom_configuration={**SCRIPT, "fake.fail_after_chunks": "3", "fake.fail_code": "INTERNAL"}
     )
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=1.0, end=False)
-            code, reason, _ = await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=1.0, end=False)
+        code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1011, "upstream_error")
     assert events.names[-2:] == ["error", "end"]
     assert "reconnecting" in events.names and "reconnected" in events.names
@@ -102,11 +94,8 @@ async def test_riva_silent_after_end_of_audio_times_out(fake_riva: FakeRiva) -> 
     settings = Settings(riva_uri=fake_riva.target, finish_timeout_s=0.5)
     async with running_gateway(settings) as gateway:
         session = await gateway.create_session(custom_configuration={**SCRIPT, "fake.delay_ms": "3000"})
-        events = EventCollector()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(read_events, gateway, session, events)
-            async with audio_socket(gateway, session) as ws:
-                await stream_audio(ws, seconds=0.3)
-                code, reason, _ = await close_reason(ws)
+        async with following(gateway, session) as (ws, events):
+            await stream_audio(ws, seconds=0.3)
+            code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1011, "upstream_timeout")
     assert events.events[-2].data["code"] == "upstream_timeout"

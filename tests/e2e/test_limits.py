@@ -10,6 +10,7 @@ from tests.harness import (
     EventCollector,
     audio_socket,
     close_reason,
+    following,
     poll_until,
     read_events,
     running_gateway,
@@ -34,12 +35,9 @@ async def test_max_sessions_answers_503_with_retry_after(fake_riva: FakeRiva) ->
 async def test_max_session_duration_finalizes_the_session(fake_riva: FakeRiva) -> None:
     async with running_gateway(Settings(riva_uri=fake_riva.target, max_session_duration_s=0.5)) as gateway:
         session = await gateway.create_session(custom_configuration=SCRIPT, interim_results=False)
-        events = EventCollector()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(read_events, gateway, session, events)
-            async with audio_socket(gateway, session) as ws:
-                await stream_audio(ws, seconds=0.3, end=False)
-                code, reason, _ = await close_reason(ws)
+        async with following(gateway, session) as (ws, events):
+            await stream_audio(ws, seconds=0.3, end=False)
+            code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1000, "session finished")
     assert events.finals == ["a b c"]  # what was heard is delivered, not dropped
     assert events.events[-1].data == {"reason": "max_duration"}
@@ -48,16 +46,13 @@ async def test_max_session_duration_finalizes_the_session(fake_riva: FakeRiva) -
 async def test_an_attached_client_that_goes_silent_is_timed_out(fake_riva: FakeRiva) -> None:
     async with running_gateway(Settings(riva_uri=fake_riva.target, idle_session_timeout_s=0.4)) as gateway:
         session = await gateway.create_session(custom_configuration=SCRIPT, interim_results=False)
-        events = EventCollector()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(read_events, gateway, session, events)
-            async with audio_socket(gateway, session) as ws:
-                await stream_audio(ws, seconds=0.2, end=False)
-                for _ in range(3):  # keepalives prove the client is there
-                    await trio.sleep(0.2)
-                    await ws.send_message('{"type": "keepalive"}')
-                assert "end" not in events.names
-                await close_reason(ws)  # then silence: the gateway ends it
+        async with following(gateway, session) as (ws, events):
+            await stream_audio(ws, seconds=0.2, end=False)
+            for _ in range(3):  # keepalives prove the client is there
+                await trio.sleep(0.2)
+                await ws.send_message('{"type": "keepalive"}')
+            assert "end" not in events.names
+            await close_reason(ws)  # then silence: the gateway ends it
     assert events.finals == ["a b"]
     assert events.events[-1].data == {"reason": "idle_timeout"}
 

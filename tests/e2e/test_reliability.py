@@ -18,6 +18,7 @@ from tests.harness import (
     Gateway,
     audio_socket,
     close_reason,
+    following,
     read_events,
     running_gateway,
     wait_until,
@@ -65,13 +66,10 @@ def assert_exact_transcript(events: EventCollector) -> None:
 
 async def run_session(gateway: Gateway, config: dict[str, Any], audio: bytes, pace_s: float = 0.0) -> EventCollector:
     session = await gateway.create_session(**config)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream(ws, audio, pace_s=pace_s)
-            code, _, frames = await close_reason(ws)
-            assert code == 1000, frames
+    async with following(gateway, session) as (ws, events):
+        await stream(ws, audio, pace_s=pace_s)
+        code, _, frames = await close_reason(ws)
+        assert code == 1000, frames
     return events
 
 
@@ -149,13 +147,10 @@ async def test_past_the_grace_period_the_session_finalizes_and_ends_client_gone(
     settings = Settings(riva_uri=fake_riva.target, audio_reconnect_grace_s=0.3)
     async with running_gateway(settings) as gateway:
         session = await gateway.create_session(**content_config())
-        events = EventCollector()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(read_events, gateway, session, events)
-            async with audio_socket(gateway, session) as ws:
-                await stream(ws, speech_audio()[: 10 * CHUNK], end=False)  # "one two", then "three" heard
-                await wait_until(lambda: fake_riva.stats.snapshot()["chunks"] >= 10)
-                await ws.aclose()
+        async with following(gateway, session) as (ws, events):
+            await stream(ws, speech_audio()[: 10 * CHUNK], end=False)  # "one two", then "three" heard
+            await wait_until(lambda: fake_riva.stats.snapshot()["chunks"] >= 10)
+            await ws.aclose()
     assert events.finals == ["one two", "three"]  # what it had was finalized, not thrown away
     assert events.events[-1].data == {"reason": "client_gone"}
     assert fake_riva.stats.snapshot()["completed"] == 1 and fake_riva.stats.snapshot()["cancelled"] == 0
@@ -192,19 +187,16 @@ async def test_fake_riva_killed_and_restarted_mid_session() -> None:
     try:
         async with running_gateway(settings) as gateway:
             session = await gateway.create_session(**content_config())
-            events = EventCollector()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream(ws, audio[: 10 * CHUNK], end=False)
-                    await wait_until(lambda: "one two" in events.finals)
-                    stop(first)  # the whole server process dies mid-utterance
-                    await stream(ws, audio[10 * CHUNK : 14 * CHUNK], end=False)
-                    await wait_until(lambda: "reconnecting" in events.names)
-                    second = await trio.to_thread.run_sync(start_fake_riva_process, port)
-                    await stream(ws, audio[14 * CHUNK :])
-                    code, _, frames = await close_reason(ws)
-                    assert code == 1000, frames
+            async with following(gateway, session) as (ws, events):
+                await stream(ws, audio[: 10 * CHUNK], end=False)
+                await wait_until(lambda: "one two" in events.finals)
+                stop(first)  # the whole server process dies mid-utterance
+                await stream(ws, audio[10 * CHUNK : 14 * CHUNK], end=False)
+                await wait_until(lambda: "reconnecting" in events.names)
+                second = await trio.to_thread.run_sync(start_fake_riva_process, port)
+                await stream(ws, audio[14 * CHUNK :])
+                code, _, frames = await close_reason(ws)
+                assert code == 1000, frames
     finally:
         stop(first)
         if second is not None:

@@ -14,7 +14,13 @@ import psutil
 import trio
 
 from service.settings import Settings
-from tests.harness import EventCollector, Gateway, audio_socket, close_reason, poll_until, read_events, stream_audio
+from tests.harness import (
+    Gateway,
+    close_reason,
+    following,
+    poll_until,
+    stream_audio,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,20 +57,17 @@ async def test_sigterm_drains_live_sessions_then_exits_cleanly() -> None:
                 custom_configuration={"fake.transcript": "before the shutdown", "fake.ms_per_word": "100"},
                 interim_results=False,
             )
-            events = EventCollector()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream_audio(ws, seconds=0.25, end=False)  # "before the" heard, no end yet
+            async with following(gateway, session) as (ws, events):
+                await stream_audio(ws, seconds=0.25, end=False)  # "before the" heard, no end yet
 
-                    async def audio_arrived() -> bool:
-                        url = f"/v1/sessions/{session['id']}"
-                        state = (await http.get(url, params={"token": session["token"]})).json()
-                        return bool(state["counters"]["audio_bytes"] >= 8000)
+                async def audio_arrived() -> bool:
+                    url = f"/v1/sessions/{session['id']}"
+                    state = (await http.get(url, params={"token": session["token"]})).json()
+                    return bool(state["counters"]["audio_bytes"] >= 8000)
 
-                    await poll_until(audio_arrived)
-                    server.send_signal(signal.SIGTERM)
-                    code, reason, _ = await close_reason(ws)
+                await poll_until(audio_arrived)
+                server.send_signal(signal.SIGTERM)
+                code, reason, _ = await close_reason(ws)
             assert (code, reason) == (1001, "gateway shutting down")
             assert events.finals == ["before the"]  # finalized, not thrown away
             assert events.events[-1].data == {"reason": "shutdown"}

@@ -12,6 +12,7 @@ from tests.harness import (
     Gateway,
     audio_socket,
     close_reason,
+    following,
     read_events,
     stream_audio,
     wait_until,
@@ -22,12 +23,9 @@ SCRIPT = {"fake.transcript": "hello world|good morning everyone", "fake.ms_per_w
 
 async def test_interims_and_finals_arrive_in_order_then_end(gateway: Gateway) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT, word_time_offsets=True)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=1.2)
-            code, reason, _ = await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=1.2)
+        code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1000, "session finished")
     ids = [e.id for e in events.events]
     assert ids == list(range(1, len(ids) + 1))
@@ -54,26 +52,20 @@ async def test_interims_and_finals_arrive_in_order_then_end(gateway: Gateway) ->
 
 async def test_end_flushes_partial_words_as_final(gateway: Gateway) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT, interim_results=False)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.6)  # "hello world" + "good"
-            await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.6)  # "hello world" + "good"
+        await close_reason(ws)
     assert events.finals == ["hello world", "good"]
     assert all(t["is_final"] for t in events.transcripts), "no interims unless asked"
 
 
 async def test_finalize_forces_finals_and_continues_on_a_fresh_stream(gateway: Gateway, fake_riva: FakeRiva) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT, word_time_offsets=True)
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.2, end=False)  # "hello"
-            await ws.send_message('{"type": "finalize"}')
-            await stream_audio(ws, seconds=0.4)  # the fresh stream hears "hello world" again
-            await close_reason(ws)
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.2, end=False)  # "hello"
+        await ws.send_message('{"type": "finalize"}')
+        await stream_audio(ws, seconds=0.4)  # the fresh stream hears "hello world" again
+        await close_reason(ws)
     assert events.finals == ["hello", "hello world"]
     second = events.transcripts[-1]
     # times continue from the audio before the finalize
@@ -148,16 +140,13 @@ async def test_sse_headers_and_heartbeat(gateway: Gateway) -> None:
 async def test_delete_cancels_the_session_and_its_riva_call(gateway: Gateway, fake_riva: FakeRiva) -> None:
     session = await gateway.create_session(custom_configuration=SCRIPT)
     auth = {"Authorization": f"Bearer {session['token']}"}
-    events = EventCollector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(read_events, gateway, session, events)
-        async with audio_socket(gateway, session) as ws:
-            await stream_audio(ws, seconds=0.5, end=False)
-            await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
-            response = await gateway.http.delete(f"/v1/sessions/{session['id']}", headers=auth)
-            assert response.status_code == 200 and response.json()["state"] == "cancelled"
-            code, _, _ = await close_reason(ws)
-            assert code == 1000
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=0.5, end=False)
+        await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 1)
+        response = await gateway.http.delete(f"/v1/sessions/{session['id']}", headers=auth)
+        assert response.status_code == 200 and response.json()["state"] == "cancelled"
+        code, _, _ = await close_reason(ws)
+        assert code == 1000
     assert events.events[-1].data == {"reason": "cancelled"}
     await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
     assert fake_riva.stats.snapshot()["cancelled"] == 1, fake_riva.stats.snapshot()
