@@ -1,0 +1,48 @@
+"""TargetPool: least-streams choice, round-robin among equals, cool-downs after failures."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from service.riva.channel import RivaTarget
+from service.riva.targets import TargetPool
+
+
+def target(uri: str) -> RivaTarget:
+    channel = grpc.insecure_channel(uri)
+    return RivaTarget(uri, channel, None, ())  # type: ignore[arg-type]  # the stub is not used here
+
+
+@pytest.fixture
+def pool() -> TargetPool:
+    return TargetPool([target("a:1"), target("b:1"), target("c:1")])
+
+
+def test_equals_take_turns_and_busy_ones_wait(pool: TargetPool) -> None:
+    picks = [pool.pick().uri for _ in range(3)]
+    assert sorted(picks) == ["a:1", "b:1", "c:1"]
+    a, b, c = list(pool)
+    pool.opened(a)
+    pool.opened(a)
+    pool.opened(b)
+    assert pool.pick() is c
+    pool.closed(a)
+    pool.closed(a)
+    assert pool.pick() in (a, c)
+
+
+def test_a_failed_target_rests_and_comes_back_after_success(pool: TargetPool) -> None:
+    a, b, c = list(pool)
+    pool.failed(a)
+    pool.failed(b)
+    assert {pool.pick() for _ in range(6)} == {c}
+    pool.failed(c)  # all down: the one that has rested longest is tried rather than none
+    assert pool.pick() is a
+    pool.succeeded(b)
+    assert pool.pick() is b
+
+
+def test_an_empty_pool_is_refused() -> None:
+    with pytest.raises(ValueError):
+        TargetPool([])
