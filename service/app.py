@@ -13,8 +13,9 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from service.api import audio, events, health, metrics, models, sessions, web
+from service.api import audio, cors, events, health, metrics, models, sessions, tokens, web
 from service.api.common import error_response
+from service.auth.guard import AuthConfigError, Guard
 from service.errors import InternalError, ReserveError
 from service.gateway import Gateway
 from service.observability.logging import configure_logging
@@ -42,13 +43,21 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         swagger_ui_path=None,
         info={"title": "Reserve", "version": "0.1.0"},
     )
-    for module in (sessions, audio, events, health, metrics, models, web):
+    for module in (sessions, tokens, audio, events, health, metrics, models, web):
         app.register_blueprint(module.blueprint)
+    guard = Guard(settings)
+    app.extensions["reserve.auth"] = guard
+    cors.install(app, guard.origins)
     gateway = Gateway(settings)
     app.extensions["reserve.gateway"] = gateway
 
     @app.before_serving
     async def start_gateway() -> None:
+        try:
+            guard.start()  # here, not at import: tests import this module without any keys
+        except AuthConfigError as exc:
+            log.critical("%s", exc)
+            raise
         app.extensions["reserve.registry"] = await app.nursery.start(gateway.run)
 
     @app.after_serving

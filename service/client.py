@@ -460,7 +460,7 @@ def describe_http_error(what: str, response: httpx.Response) -> str:
     if response.status_code == 403:
         return f"{line} - the API key was refused: check --token / {API_KEY_ENV}"
     retry_after = response.headers.get("Retry-After")
-    if response.status_code == 503 and retry_after:
+    if response.status_code in (429, 503) and retry_after:
         return f"{line}; retry after {retry_after} s"
     return line
 

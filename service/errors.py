@@ -7,11 +7,14 @@
     │   ├── BadMessage             -    bad_message         WS 1003
     │   ├── FrameTooLarge          413  frame_too_large     WS 1009
     │   ├── Unauthorized           401  unauthorized        WS 4401
+    │   │   └── TokenExpired           401  token_expired
     │   ├── Forbidden              403  forbidden           WS 4403
+    │   │   └── OriginNotAllowed       403  origin_not_allowed
     │   ├── SessionNotFound        404  not_found           WS 4404
     │   ├── SessionBusy            409  audio_attached      WS 4409
     │   ├── SessionClosed          409  session_closed      WS 4410
-    │   └── TooManyReaders         429  too_many_readers
+    │   ├── TooManyReaders         429  too_many_readers
+    │   └── RateLimited            429  rate_limited        WS 1008  (per API key; Retry-After)
     ├── Overloaded             503  overloaded          WS 1013  (try again later)
     │   └── ShuttingDown           503  shutting_down
     ├── UpstreamError          502  upstream_error      WS 1011  (Riva failed)
@@ -79,10 +82,22 @@ class Unauthorized(ClientError):
     ws_close_code = 4401
 
 
+class TokenExpired(Unauthorized):
+    """A signed token past its expiry: the client should fetch a fresh one."""
+
+    code = "token_expired"
+
+
 class Forbidden(ClientError):
     code = "forbidden"
     http_status = 403
     ws_close_code = 4403
+
+
+class OriginNotAllowed(Forbidden):
+    """A browser page from an origin not in RESERVE_CORS_ORIGINS opened the audio socket."""
+
+    code = "origin_not_allowed"
 
 
 class SessionNotFound(ClientError):
@@ -140,6 +155,14 @@ class UpstreamRejected(UpstreamError):
 class TooManyReaders(ClientError):
     code = "too_many_readers"
     http_status = 429
+
+
+class RateLimited(ClientError):
+    """An API key over its concurrent-session or sessions-per-minute limit."""
+
+    code = "rate_limited"
+    http_status = 429
+    ws_close_code = 1008
 
 
 class ShuttingDown(Overloaded):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
 SECONDS = 1.0
+MIN_TOKEN_SECRET_CHARS = 32
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as its non-empty, stripped items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -26,6 +34,9 @@ class Settings(BaseSettings):
     riva_ssl_client_key: Path | None = Field(None, description="PEM client key for mutual TLS")
     riva_function_id: str = Field("", description="NVIDIA cloud function-id metadata sent on every call")
     riva_api_key: SecretStr = Field(SecretStr(""), description="Sent as 'authorization: Bearer <key>' to Riva")
+    riva_api_key_file: Path | None = Field(
+        None, description="File holding the Riva API key (instead of RESERVE_RIVA_API_KEY)"
+    )
     embedded_recognizer: Literal["pocketsphinx", "scripted"] = Field(
         "pocketsphinx", description="Recognizer of the bundled server when riva_uri is empty"
     )
@@ -77,12 +88,64 @@ class Settings(BaseSettings):
     readiness_timeout_s: float = Field(
         2 * SECONDS, gt=0, le=60, description="Deadline of the call that asks Riva for its models"
     )
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="API keys that may create sessions and tokens, comma-separated"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one per line, # comments; re-read when it changes"
+    )
+    auth_disabled: bool = Field(False, description="Let anyone create sessions without a key (local development only)")
+    token_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC key signing browser tokens; empty: random per process"
+    )
+    token_ttl_s: float = Field(60 * SECONDS, gt=0, description="Lifetime of a browser token unless the request asks")
+    token_max_ttl_s: float = Field(600 * SECONDS, gt=0, description="Longest lifetime a browser token may ask for")
+    cors_origins: str = Field(
+        "", description="Origins (scheme://host[:port]) allowed cross-origin, comma-separated; empty: same-origin"
+    )
+    max_sessions_per_key: int = Field(0, ge=0, description="Live sessions per API key (0: only RESERVE_MAX_SESSIONS)")
+    sessions_per_minute_per_key: int = Field(
+        0, ge=0, description="Sessions an API key may create per minute (0: no limit)"
+    )
+    log_transcripts: bool = Field(False, description="Log transcript text at DEBUG (never at INFO)")
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:
         if (self.riva_ssl_client_cert is None) != (self.riva_ssl_client_key is None):
             raise ValueError("riva_ssl_client_cert and riva_ssl_client_key must be set together")
         return self
+
+    @model_validator(mode="after")
+    def _one_riva_key(self) -> Settings:
+        if self.riva_api_key.get_secret_value() and self.riva_api_key_file is not None:
+            raise ValueError("set riva_api_key or riva_api_key_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _token_lifetimes(self) -> Settings:
+        if self.token_ttl_s > self.token_max_ttl_s:
+            raise ValueError("token_ttl_s must not exceed token_max_ttl_s")
+        return self
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and len(secret) < MIN_TOKEN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_SECRET_CHARS} characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in split_list(value):
+            if origin == "*" or not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com[:port] (no wildcard)")
+        return value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(origin.lower() for origin in split_list(self.cors_origins))
 
     @property
     def riva_tls(self) -> bool:

@@ -15,6 +15,7 @@ import trio
 from httpx_sse import aconnect_sse
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from pydantic import SecretStr
 from quart_trio import QuartTrio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
@@ -23,6 +24,8 @@ from service.app import create_app
 from service.settings import Settings
 
 PCM_CHUNK_100MS = 3200  # 16 kHz, 16-bit mono
+TEST_API_KEY = "test-api-key-0123456789abcdef"  # what running_gateway configures unless told otherwise
+_KEYED_PATHS = ("/v1/sessions", "/v1/tokens")
 
 
 @contextlib.contextmanager
@@ -52,9 +55,34 @@ class Gateway:
         return response.json()  # type: ignore[no-any-return]
 
 
+def api_key_of(settings: Settings) -> str | None:
+    """The first configured API key (from ``api_keys``), which a back end would send."""
+    keys = [k.strip() for k in settings.api_keys.get_secret_value().split(",") if k.strip()]
+    return keys[0] if keys else None
+
+
+def with_test_key(settings: Settings) -> Settings:
+    """Settings as a deployment has them: with an API key, unless they name keys or turn auth off."""
+    if settings.auth_disabled or api_key_of(settings) or settings.api_keys_file is not None:
+        return settings
+    return settings.model_copy(update={"api_keys": SecretStr(TEST_API_KEY)})
+
+
+def key_sender(api_key: str | None) -> Callable[[httpx.Request], Awaitable[None]]:
+    """An httpx hook acting as a back end: POSTs that create sessions or tokens carry the API
+    key unless the test set its own ``Authorization``. Session resources never get it."""
+
+    async def send_key(request: httpx.Request) -> None:
+        if api_key and request.method == "POST" and request.url.path in _KEYED_PATHS:
+            request.headers.setdefault("Authorization", f"Bearer {api_key}")
+
+    return send_key
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``."""
+    settings = with_test_key(settings)
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -67,7 +95,8 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
         )
         base = binds[0]
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        hooks = {"request": [key_sender(api_key_of(settings))]}
+        async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as http:
             try:
                 yield Gateway(base, settings, http, app)
             finally:
@@ -141,15 +170,24 @@ async def read_events(
 
 @contextlib.asynccontextmanager
 async def audio_socket(
-    gateway: Gateway, session: dict[str, Any], token: str | None = "session"
+    gateway: Gateway,
+    session: dict[str, Any],
+    token: str | None = "session",
+    *,
+    subprotocols: list[str] | None = None,
+    headers: list[tuple[str, str]] | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
+    """``token``: "session" sends the session's token as a Bearer header, a string goes in
+    ``?token=``, None sends none (``subprotocols`` may carry one: ``token.<token>``)."""
     url = gateway.ws_base + session["audio_url"]
-    headers = []
+    headers = list(headers or [])
     if token == "session":
-        headers = [("Authorization", f"Bearer {session['token']}")]
+        headers.append(("Authorization", f"Bearer {session['token']}"))
     elif token is not None:
         url += f"?token={token}"
-    async with open_websocket_url(url, extra_headers=headers, max_message_size=64 * 1024 * 1024) as ws:
+    async with open_websocket_url(
+        url, extra_headers=headers, subprotocols=subprotocols, max_message_size=64 * 1024 * 1024
+    ) as ws:
         try:
             yield ws
         finally:

@@ -10,6 +10,13 @@ const SESSION_SETTINGS = { encoding: "LINEAR_PCM", sample_rate_hertz: TARGET_RAT
 const FINISH_TIMEOUT_MS = 30000; // after "end", how long the server may take to finish
 const LINGER_MS = 5000; // after an audio-socket error, how long to wait for the error/end events
 const FLUSH_TIMEOUT_MS = 1000; // how long the worklet may take to hand over its last samples
+const SUBPROTOCOL = "reserve.v1"; // offered with "token.<token>": the token stays out of URLs and logs
+
+// A back end that holds the API key may open this page as /#token=<session:create token>
+// (POST /v1/tokens); the fragment never reaches a server. Without one, sessions are created
+// with a plain POST, which works when the gateway runs with RESERVE_AUTH_DISABLED=true.
+const CREATE_TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");
+if (CREATE_TOKEN) history.replaceState(null, "", location.pathname + location.search);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -35,7 +42,7 @@ const CLOSE_WORDS = {
   1011: "the server failed",
   1013: "the server is busy; try again in a moment",
   4401: "the session token was missing",
-  4403: "the session token was refused",
+  4403: "the session token (or this page's origin) was refused",
   4404: "the session no longer exists",
   4409: "another connection is already sending audio to this session",
   4410: "the session is already over",
@@ -149,6 +156,10 @@ async function describeHttpError(response) {
   if (response.status === 401 || response.status === 403) {
     return `Not allowed to start a session (${status})${detail}`;
   }
+  if (response.status === 429) {
+    const retry = response.headers.get("Retry-After");
+    return `Too many sessions for now (${status})${detail}${retry ? `. Try again in ${retry} s.` : "."}`;
+  }
   if (response.status === 503) {
     const retry = response.headers.get("Retry-After");
     return `The server is busy (${status})${detail}${retry ? `. Try again in ${retry} s.` : ". Try again shortly."}`;
@@ -162,7 +173,11 @@ async function createSession() {
   try {
     response = await fetch("/v1/sessions", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        ...(CREATE_TOKEN ? { Authorization: `Bearer ${CREATE_TOKEN}` } : {}),
+      },
       body: JSON.stringify(SESSION_SETTINGS),
       cache: "no-store",
     });
@@ -182,9 +197,9 @@ async function createSession() {
   return session;
 }
 
-function withToken(path, token, protocol) {
+/** EventSource cannot send headers: the token goes in the query (redacted in the access log). */
+function withToken(path, token) {
   const url = new URL(path, location.href);
-  if (protocol) url.protocol = protocol;
   url.searchParams.set("token", token);
   return url.href;
 }
@@ -251,7 +266,9 @@ function describeClose(event, frame) {
 }
 
 function openSocket(run) {
-  const ws = new WebSocket(withToken(run.session.audio_url, run.session.token, location.protocol === "https:" ? "wss:" : "ws:"));
+  const url = new URL(run.session.audio_url, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url.href, [SUBPROTOCOL, `token.${run.session.token}`]);
   ws.binaryType = "arraybuffer";
   run.ws = ws;
   return new Promise((resolve, reject) => {

@@ -13,7 +13,7 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from service.api.common import authorized_session, registry
+from service.api.common import accept_websocket, authorized_session, registry
 from service.errors import FrameTooLarge, InternalError, ReserveError
 from service.protocol import parse_control
 from service.sessions.attachment import AudioAttachment
@@ -38,13 +38,13 @@ async def close_with_error(error: ReserveError) -> None:
 @blueprint.websocket("/v1/sessions/<session_id>/audio")
 async def audio(session_id: str) -> None:
     try:
-        session = authorized_session(session_id, from_websocket=True)
+        session = authorized_session(session_id, from_websocket=True, scoped_ok=True)
         attachment = session.attach()
     except ReserveError as error:
-        await websocket.accept()
+        await accept_websocket()  # with the offered subprotocol, or a browser never sees the error
         await close_with_error(error)
         return
-    await websocket.accept()
+    await accept_websocket()
     try:
         if attachment.resumed:  # tell a reconnecting client where to continue from
             received = session.counters.audio_bytes

@@ -54,7 +54,7 @@ async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> Asy
 
 @blueprint.get("/v1/sessions/<session_id>/events")
 async def events(session_id: str) -> Response:
-    session = authorized_session(session_id)
+    session = authorized_session(session_id, scoped_ok=True)
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()

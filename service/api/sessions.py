@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_request
 
-from service.api.common import authorized_session, registry
+from service.api.common import api_credential, authorized_session, guard, registry
 from service.api.models import check_offered
 from service.errors import BadRequest, InvalidConfig
 from service.sessions.config import RecognitionSettings
@@ -34,6 +34,8 @@ def parse_settings(body: bytes) -> RecognitionSettings:
 @blueprint.post("/v1/sessions")
 @document_request(RecognitionSettings)
 async def create_session() -> tuple[Response, int]:
+    auth = guard()
+    principal = auth.creator(api_credential())  # an API key or a session:create token, before anything else
     body = await request.get_data(cache=False)
     if not isinstance(body, bytes):  # pragma: no cover - get_data(as_text=False) gives bytes
         body = body.encode()
@@ -41,7 +43,12 @@ async def create_session() -> tuple[Response, int]:
         raise BadRequest("send the settings as application/json")
     settings = parse_settings(body)
     await check_offered(settings)  # 422 with the choices when Riva offers no such language or model
-    session = await registry().create(settings)
+    release = auth.admit(principal)  # 429 over the key's limits; spends a single-use token
+    try:
+        session = await registry().create(settings, owner=principal.key_id, on_end=release)
+    except BaseException:
+        auth.not_created(principal, release)
+        raise
     base = f"/v1/sessions/{session.id}"
     payload: dict[str, Any] = {
         "id": session.id,

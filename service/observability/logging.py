@@ -24,13 +24,18 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HYPERCORN_LOGGERS = ("hypercorn.access", "hypercorn.error")
 _TOKEN = re.compile(r"(?i)(token=)[^&\s\"'#]+")
 _SECRET_HEADER = re.compile(r"(?i)(authorization:?\s*bearer\s+)\S+")
+_SUBPROTOCOL_TOKEN = re.compile(r"(\btoken\.)[A-Za-z0-9_~-][A-Za-z0-9._~-]*")  # Sec-WebSocket-Protocol: token.<t>
+_SIGNED_TOKEN = re.compile(r"\brsv1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # service/auth/tokens.py, wherever it appears
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _OURS = "_reserve_handler"
 _format: LogFormat = "text"
 
 
 def redact(text: str) -> str:
-    """Credentials never reach a log line: ``token=abc`` becomes ``token=REDACTED``."""
+    """Credentials never reach a log line: ``token=abc`` becomes ``token=REDACTED`` (likewise
+    ``Bearer``, a ``token.<t>`` subprotocol and a signed ``rsv1.`` token)."""
+    text = _SIGNED_TOKEN.sub("rsv1.REDACTED", text)
+    text = _SUBPROTOCOL_TOKEN.sub(r"\1REDACTED", text)
     return _SECRET_HEADER.sub(r"\1REDACTED", _TOKEN.sub(r"\1REDACTED", text))
 
 

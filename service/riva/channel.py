@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
@@ -17,7 +17,7 @@ class RivaTarget:
     uri: str
     channel: grpc.Channel
     stub: asr_grpc.RivaSpeechRecognitionStub
-    metadata: tuple[tuple[str, str], ...]
+    metadata: tuple[tuple[str, str], ...] = field(repr=False)  # carries the Riva API key
 
     def close(self) -> None:
         self.channel.close()
@@ -28,10 +28,17 @@ def call_metadata(settings: Settings) -> tuple[tuple[str, str], ...]:
     metadata: list[tuple[str, str]] = []
     if settings.riva_function_id:
         metadata.append(("function-id", settings.riva_function_id))
-    api_key = settings.riva_api_key.get_secret_value()
+    api_key = riva_api_key(settings)
     if api_key:
         metadata.append(("authorization", f"Bearer {api_key}"))
     return tuple(metadata)
+
+
+def riva_api_key(settings: Settings) -> str:
+    """The Riva key from the environment or, better, a file (never from a command line)."""
+    if settings.riva_api_key_file is not None:
+        return settings.riva_api_key_file.read_text(encoding="utf-8").strip()
+    return settings.riva_api_key.get_secret_value()
 
 
 def open_target(settings: Settings, uri: str) -> RivaTarget:

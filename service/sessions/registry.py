@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -39,7 +40,11 @@ class Registry:
         """Event streams open now, over every session (read by the metrics scrape)."""
         return sum(session.readers for session in self._sessions.values())
 
-    async def create(self, config: RecognitionSettings) -> Session:
+    async def create(
+        self, config: RecognitionSettings, *, owner: str | None = None, on_end: Callable[[], None] | None = None
+    ) -> Session:
+        """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
+        runs once the session has ended (it releases the key's live-session count)."""
         settings = self.runtime.settings
         if self.draining:
             raise ShuttingDown("the gateway is shutting down; try another instance", retry_after_s=5)
@@ -49,11 +54,12 @@ class Registry:
                 retry_after_s=5,
             )
         session = Session(self.runtime, config)
+        session.owner = owner
         self._sessions[session.id] = session
         self._live += 1
         self.runtime.metrics.session_created()
         self._idle = trio.Event()
-        await self._nursery.start(self._own, session)
+        await self._nursery.start(self._own, session, on_end)
         return session
 
     def get(self, session_id: str) -> Session:
@@ -82,10 +88,14 @@ class Registry:
         self.cancel_all("shutdown")
         await self._idle.wait()
 
-    async def _own(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _own(
+        self, session: Session, on_end: Callable[[], None] | None, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         try:
             await session.run(task_status=task_status)
         finally:
+            if on_end is not None:
+                on_end()
             self._live -= 1
             if self._live == 0:
                 self._idle.set()

@@ -92,6 +92,7 @@ class Session:
         self.log: EventLog = MemoryEventLog()
         self.done = trio.Event()
         self.readers = 0
+        self.owner: str | None = None  # key id of the API key that created it (only it gets session tokens)
         self._runtime = runtime
         self._obs = runtime.metrics.observe_session(config.bytes_per_second, config.encoding)
         self._log = logging.LoggerAdapter(log, {"session_id": self.id})  # JSON logs carry the id as a key
@@ -482,6 +483,9 @@ class Session:
             self._seq += 1
             self.log.append("transcript", _encode(self._transcript_data(result)))
             self._obs.result(result.is_final)
+            if self._runtime.settings.log_transcripts:  # a debugging switch; transcripts never go out at INFO
+                kind = "final" if result.is_final else "interim"
+                self._log.debug("session %s %s #%d: %s", self.id, kind, self._seq, result.text)
 
     def _publish_event(self, name: str, data: dict[str, Any]) -> None:
         if not self.state.terminal:

@@ -87,7 +87,9 @@ def drive_page(url: str, microphone: Path | None, upload: Path | None) -> tuple[
 
 @pytest.fixture
 async def page_url():  # type: ignore[no-untyped-def]
-    async with running_gateway(Settings(riva_uri="", embedded_recognizer="pocketsphinx")) as gateway:
+    # the bundled demo as serve.sh runs it: auth off, the page creates sessions with a plain POST
+    settings = Settings(riva_uri="", embedded_recognizer="pocketsphinx", auth_disabled=True)
+    async with running_gateway(settings) as gateway:
         yield gateway.base_url + "/"
 
 
@@ -105,3 +107,18 @@ async def test_a_44khz_wav_file_is_resampled_in_the_browser_and_transcribed(page
     final, state, error = await trio.to_thread.run_sync(drive_page, page_url, None, DATA / "children_park_44k.wav")
     assert (state, error) == ("done", "")
     assert jiwer.wer(REFERENCES["children_park_44k.wav"], normalise(final)) <= 0.15, final
+
+
+async def test_with_api_keys_the_page_starts_only_with_a_token_from_its_address() -> None:
+    """The browser-token flow: a back end (here the test) trades its API key for a
+    ``session:create`` token and opens the page at ``/#token=...``; the page never sees the key."""
+    settings = Settings(riva_uri="", embedded_recognizer="pocketsphinx")  # running_gateway adds an API key
+    wav = DATA / "thank_you.wav"
+    async with running_gateway(settings) as gateway:
+        page = gateway.base_url + "/"
+        _, state, error = await trio.to_thread.run_sync(drive_page, page, None, wav)
+        assert state == "error" and "401" in error, error
+        token = (await gateway.http.post("/v1/tokens", json={})).json()["token"]
+        final, state, error = await trio.to_thread.run_sync(drive_page, f"{page}#token={token}", None, wav)
+    assert (state, error) == ("done", "")
+    assert "thank you" in normalise(final), final

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from service.settings import Settings
-from tests.harness import Gateway, running_gateway
+from tests.harness import TEST_API_KEY, Gateway, running_gateway
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REFERENCES = json.loads((DATA / "fixtures.json").read_text())
@@ -22,6 +22,7 @@ REFERENCES = json.loads((DATA / "fixtures.json").read_text())
 
 async def run_client(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "RESERVE_API_KEY"}
+    env["RESERVE_API_KEY"] = TEST_API_KEY  # the key running_gateway configures, as a user would export it
     return await trio.run_process(
         [sys.executable, "-m", "service.client", *args], stdin=stdin, capture_stdout=True, capture_stderr=True,
         check=False, env=env,

@@ -51,7 +51,9 @@ def test_entry_point_serves_logs_json_once_and_exits_cleanly_on_sigterm(tmp_path
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
+    api_key = "entrypoint-key-5c1d0a7f9e"
     env.update(RESERVE_EMBEDDED_RECOGNIZER="scripted", RESERVE_LOG_FORMAT="json", RESERVE_SHUTDOWN_GRACE_S="1")
+    env.update(RESERVE_API_KEYS=api_key)
     out_path = tmp_path / "server.log"
     command = [*hypercorn_command(), "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}", "service.app:app"]
     with out_path.open("wb") as out:
@@ -59,7 +61,8 @@ def test_entry_point_serves_logs_json_once_and_exits_cleanly_on_sigterm(tmp_path
     try:
         wait_healthy(base, server)
         assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
-        created = httpx.post(f"{base}/v1/sessions", json={}, timeout=5).json()
+        key = {"Authorization": f"Bearer {api_key}"}
+        created = httpx.post(f"{base}/v1/sessions", json={}, headers=key, timeout=5).json()
         token, session_id = created["token"], created["id"]
         assert httpx.get(f"{base}/v1/sessions/{session_id}", params={"token": token}, timeout=5).status_code == 200
         deleted = httpx.delete(f"{base}/v1/sessions/{session_id}", params={"token": token}, timeout=5)
@@ -83,6 +86,7 @@ def test_entry_point_serves_logs_json_once_and_exits_cleanly_on_sigterm(tmp_path
     assert sum("Running on" in m for m in messages) == 1, "hypercorn's lines are printed once"
     assert len(messages) == len(set(zip(messages, (line["ts"] for line in lines), strict=True))), "no duplicates"
     assert token not in text, "the token never reaches the log"
+    assert api_key not in text, "nor the API key"
     access = [line for line in lines if line["logger"] == "hypercorn.access"]
     session_get = [a for a in access if a["path"] == f"/v1/sessions/{session_id}" and a["method"] == "GET"]
     assert session_get and session_get[0]["query"] == "token=REDACTED" and session_get[0]["status"] == 200

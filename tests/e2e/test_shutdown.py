@@ -38,6 +38,7 @@ async def test_sigterm_drains_live_sessions_then_exits_cleanly() -> None:
         "RESERVE_EMBEDDED_RECOGNIZER": "scripted",
         "RESERVE_SHUTDOWN_GRACE_S": "0.5",
         "RESERVE_LOG_LEVEL": "WARNING",
+        "RESERVE_AUTH_DISABLED": "true",  # as serve.sh runs the bundled demo
     }
     env.pop("RESERVE_RIVA_URI", None)
     command = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}"]

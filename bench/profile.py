@@ -1,0 +1,83 @@
+"""py-spy on the gateway during a steady window, and a summary of where its samples went."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
+
+
+def py_spy() -> str | None:
+    here = Path(sys.executable).with_name("py-spy")
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+@dataclass
+class Profiler:
+    """Starts ``py-spy record`` (raw collapsed stacks) when the window opens."""
+
+    pid: int
+    out: Path
+    rate_hz: int = 100
+    native: bool = False
+    gil: bool = True  # sample only the thread holding the GIL: where the Python CPU goes
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __call__(self, window_s: float) -> None:
+        exe = py_spy()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
+        argv = [exe, "record", "-p", str(self.pid), "-d", str(max(1, int(window_s) - 1)), "-r", str(self.rate_hz)]
+        argv += ["--format", "raw", "-o", str(self.out)]  # blocking: exact stacks, ~1 ms pause a sample
+        if self.native:
+            argv.append("--native")
+        if self.gil:
+            argv.append("--gil")
+        else:
+            argv.append("--threads")  # stacks start with the thread, so the main (trio) thread can be told apart
+        self.started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def wait(self) -> None:
+        for p in self.started:
+            p.wait(120)
+
+
+def _short(frame: str) -> str:
+    m = _FRAME.match(frame)
+    if m is None:
+        return frame
+    path = m["file"]
+    for marker in ("site-packages/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{m['fn']} ({path})"
+
+
+def summarise(raw: Path, top: int = 25) -> dict[str, object]:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for f in set(frames):
+            inclusive[f] += count
+    return {
+        "samples": total,
+        "self": [(f, round(100 * c / total, 1)) for f, c in own.most_common(top)] if total else [],
+        "inclusive": [(f, round(100 * c / total, 1)) for f, c in inclusive.most_common(top)] if total else [],
+    }

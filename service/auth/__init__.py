@@ -1,0 +1,1 @@
+"""Client authentication, browser tokens, origin checks and per-key abuse limits."""
