@@ -80,13 +80,19 @@ def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"n": n}
     with procs.fake_riva(log_dir, aio=not args.sync_fake_riva, max_streams=max(512, 2 * n)) as (riva, target):
         riva_p = riva.process
-        with procs.gateway(log_dir, target, max_sessions=n + 16, src=args.gateway_src) as (gw, port):
+        with procs.gateway(log_dir, target, max_sessions=n + 16, src=args.gateway_src, app=args.gateway_app) as (
+            gw,
+            port,
+        ):
             gw_p = gw.process
             time.sleep(0.5)
             threads_base = gw_p.num_threads()
             # warm-up: a few short sessions, so first-use costs are not counted against N
             warm = trio.run(
-                run_gateway_phase, GatewayPlan("127.0.0.1", port, 4, 1.0, warmup_s=0.2), Watch({}), Peaks(gw_p)
+                run_gateway_phase,
+                GatewayPlan("127.0.0.1", port, 4, 1.0, warmup_s=0.2, final_every=args.final_every),
+                Watch({}),
+                Peaks(gw_p),
             )
             if warm.errors:
                 raise RuntimeError(f"warm-up through the gateway failed: {warm.error_kinds}")
@@ -100,7 +106,9 @@ def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
                 profiler = Profiler(
                     gw.pid, out_dir / f"profile-n{n}.txt", rate_hz=args.profile_rate, native=args.native
                 )
-            plan = GatewayPlan("127.0.0.1", port, n, args.seconds, on_window_start=profiler)
+            plan = GatewayPlan(
+                "127.0.0.1", port, n, args.seconds, on_window_start=profiler, final_every=args.final_every
+            )
             gres = trio.run(run_gateway_phase, plan, watch, peaks)
             ended = time.perf_counter()
             threads_end = gw_p.num_threads()
@@ -109,7 +117,7 @@ def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
 
             direct_watch = Watch({"fake_riva": riva_p, "loadgen": me})
             run_direct = run_direct_threads if args.direct == "threads" else run_direct_aio
-            dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva_p))
+            dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva_p), final_every=args.final_every)
 
             # threads back to baseline once every session ended (trio's idle workers linger 10 s)
             threads_after = gw_p.num_threads()
@@ -133,7 +141,7 @@ def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
     row["direct"] = _phase(dres)
     g, d = gres.latencies_ms, dres.latencies_ms
     row["overhead_ms"] = {q: round(g[q] - d[q], 1) for q in ("p50", "p95", "p99")}
-    stream_s = n * gres.window_s
+    stream_s = int(gres.extra.get("streams_started", n)) * gres.window_s  # streams that ran, over the window
     gw_cpu = gres.cpu_s.get("gateway", math.nan)
     row["gateway_cpu"] = {
         "cpu_s": round(gw_cpu, 2),
@@ -196,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sweep", default=DEFAULT_SWEEP, help=f"comma-separated N (default {DEFAULT_SWEEP})")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="audio per stream (default %(default)s)")
+    parser.add_argument(
+        "--final-every",
+        type=int,
+        default=20,
+        metavar="CHUNKS",
+        help="a final result every this many chunks, like utterance ends (default 20 = 2 s; 0: only at the end)",
+    )
     parser.add_argument("--direct", choices=("aio", "threads"), default="aio", help="direct gRPC client")
     parser.add_argument("--sync-fake-riva", action="store_true", help="thread-per-stream fake_riva instead of grpc.aio")
     parser.add_argument("--keep-going", action="store_true", help="do not stop the sweep at the first broken N")
@@ -211,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gateway-src", type=Path, default=None, metavar="DIR", help="serve the gateway from this source tree"
+    )
+    parser.add_argument(
+        "--gateway-app",
+        default="service.app:app",
+        metavar="MODULE:APP",
+        help="what hypercorn serves; bench.floor_app:app measures hypercorn+h11+wsproto+trio alone",
     )
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results")
     parser.add_argument("--json", type=Path, default=None, help="results file (default OUT/latest.json)")
@@ -237,10 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             "sweep": sweep,
             "seconds": args.seconds,
             "chunk": "100 ms, 3200 bytes, 16 kHz LINEAR_PCM",
+            "results": f"one per chunk; a final every {args.final_every} chunks"
+            if args.final_every
+            else "one per chunk; final only at the end",
             "direct_client": args.direct,
             "fake_riva": "sync (thread per stream)" if args.sync_fake_riva else "grpc.aio",
             "load_generator": "one process, trio, raw HTTP/1.1 WebSocket + SSE clients (bench/wire.py)",
             "gateway_source": args.gateway_at or "working tree",
+            "gateway_app": args.gateway_app,
             "repo_head": _git_head(),
             "criteria": f"no errors, every stream real-time, p99 added latency < {OVERHEAD_LIMIT_MS:g} ms",
         },

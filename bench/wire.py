@@ -18,6 +18,7 @@ Both talk real HTTP/1.1 to the real gateway; the server side is unchanged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -111,8 +112,13 @@ class RawWebSocket:
             host,
             port,
             path,
-            [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key)]
-            + [("Sec-WebSocket-Version", "13"), *headers],
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", key),
+                ("Sec-WebSocket-Version", "13"),
+                *headers,
+            ],
         )
         stream, status, _headers, rest = await _open(host, port, head)
         if status != 101:
@@ -121,12 +127,13 @@ class RawWebSocket:
         return cls(stream, rest)
 
     async def send_binary(self, payload: bytes) -> None:
-        await self._send(client_frame(OP_BINARY, payload))
+        await self.send_frame(client_frame(OP_BINARY, payload))
 
     async def send_text(self, text: str) -> None:
-        await self._send(client_frame(OP_TEXT, text.encode()))
+        await self.send_frame(client_frame(OP_TEXT, text.encode()))
 
-    async def _send(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes) -> None:
+        """Send a frame built by ``client_frame`` (or its head plus payload, built by the caller)."""
         if self._owed:
             frame = b"".join(self._owed) + frame
             self._owed.clear()
@@ -161,10 +168,8 @@ class RawWebSocket:
                     outcome.close_code = 1005
                 self.closed = True
                 if self._sender_done:
-                    try:
+                    with contextlib.suppress(trio.BrokenResourceError):
                         await stream.send_all(client_frame(OP_CLOSE, payload[:2]))
-                    except trio.BrokenResourceError:
-                        pass
                 return outcome
             if opcode == OP_PING:
                 pong = client_frame(OP_PONG, payload)

@@ -11,7 +11,7 @@ accepts any encoding and ignores ``custom_configuration``.
 
 from __future__ import annotations
 
-from fake_riva.recognizers.base import Hypothesis, StreamSettings
+from fake_riva.recognizers.base import Hypothesis, StreamSettings, UnsupportedAudio
 
 TAG_BYTES = 8
 INTERIM_STABILITY = 0.5
@@ -24,10 +24,15 @@ def read_tag(chunk: bytes) -> int:
 
 
 class TaggedRecognizer:
-    __slots__ = ("_bytes", "_bytes_per_second", "_interim", "_last_tag")
+    __slots__ = ("_bytes", "_bytes_per_second", "_chunks", "_final_every", "_interim", "_last_tag")
 
     def __init__(self, settings: StreamSettings) -> None:
         self._interim = settings.interim_results
+        try:
+            self._final_every = int(settings.custom_configuration.get("fake.final_every", "0"))
+        except ValueError as exc:
+            raise UnsupportedAudio("fake.final_every must be an integer") from exc
+        self._chunks = 0
         width = BYTES_PER_SAMPLE.get(settings.encoding, 2)
         self._bytes_per_second = settings.sample_rate_hertz * width or 32000
         self._bytes = 0
@@ -37,14 +42,16 @@ class TaggedRecognizer:
         if not audio:
             return []
         self._bytes += len(audio)
+        self._chunks += 1
         tag = self._last_tag = read_tag(audio)
+        interim = self._interim and not (self._final_every > 0 and self._chunks % self._final_every == 0)
         return [
             Hypothesis(
                 text=f"t{tag}",
-                is_final=not self._interim,
+                is_final=not interim,
                 audio_processed_s=self._bytes / self._bytes_per_second,
-                stability=INTERIM_STABILITY if self._interim else 1.0,
-                confidence=0.0 if self._interim else 1.0,
+                stability=INTERIM_STABILITY if interim else 1.0,
+                confidence=0.0 if interim else 1.0,
             )
         ]
 
