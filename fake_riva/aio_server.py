@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import grpc
 from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
-from riva.client.proto import riva_audio_pb2 as audio_pb
 
-from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, find_model
+from fake_riva.protocol import ConfigRejected, make_recognizer, response
 from fake_riva.recognizers import get_factory
-from fake_riva.recognizers.base import Hypothesis, Recognizer, RecognizerFactory, StreamSettings, UnsupportedAudio
+from fake_riva.recognizers.base import Recognizer, RecognizerFactory
 
 log = logging.getLogger("fake_riva.aio")
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -75,53 +74,20 @@ class AioRivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignor
                 stats.chunks += 1
                 results = recognizer.accept(request.audio_content)
                 if results:
-                    await write(_response(results))
+                    await write(response(results))
             results = recognizer.finish()
             if results:
-                await write(_response(results))
+                await write(response(results))
             outcome = "completed"
         finally:
             stats.active -= 1
             setattr(stats, outcome, getattr(stats, outcome) + 1)
 
     def _recognizer(self, config: asr.RecognitionConfig, interim_results: bool) -> Recognizer:
-        if config.encoding == audio_pb.ENCODING_UNSPECIFIED:
-            raise _Invalid("Error: audio encoding must be specified")
-        if not MIN_SAMPLE_RATE_HZ <= config.sample_rate_hertz <= MAX_SAMPLE_RATE_HZ:
-            raise _Invalid(f"Error: sample_rate_hertz={config.sample_rate_hertz} is not supported")
-        if config.language_code not in LANGUAGES or find_model(config.model, config.language_code) is None:
-            raise _Invalid(
-                "Error: Unavailable model requested given these parameters: "
-                f"language_code={config.language_code}; model={config.model or '(any)'}; type=online"
-            )
-        settings = StreamSettings(
-            encoding=audio_pb.AudioEncoding.Name(config.encoding),
-            sample_rate_hertz=config.sample_rate_hertz,
-            language_code=config.language_code,
-            interim_results=interim_results,
-            word_time_offsets=config.enable_word_time_offsets,
-            automatic_punctuation=config.enable_automatic_punctuation,
-            custom_configuration=dict(config.custom_configuration),
-        )
         try:
-            return self._factory(settings)
-        except UnsupportedAudio as exc:
-            raise _Invalid(f"Error: {exc}") from exc
-
-
-def _response(results: list[Hypothesis]) -> asr.StreamingRecognizeResponse:
-    return asr.StreamingRecognizeResponse(
-        results=[
-            asr.StreamingRecognitionResult(
-                alternatives=[asr.SpeechRecognitionAlternative(transcript=h.text, confidence=h.confidence)],
-                is_final=h.is_final,
-                stability=h.stability,
-                audio_processed=h.audio_processed_s,
-                channel_tag=1,
-            )
-            for h in results
-        ]
-    )
+            return make_recognizer(self._factory, config, interim_results=interim_results)
+        except ConfigRejected as exc:
+            raise _Invalid(str(exc)) from exc
 
 
 async def serve(recognizer: str, host: str, port: int, max_streams: int) -> None:

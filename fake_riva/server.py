@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import grpc
 from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
-from riva.client.proto import riva_audio_pb2 as audio_pb
 
 from fake_riva.faults import BadFault, FaultBudget, Faults
-from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, MODELS, find_model
+from fake_riva.models import MODELS
+from fake_riva.protocol import ConfigRejected, alternative, make_recognizer, response
 from fake_riva.recognizers import get_factory
-from fake_riva.recognizers.base import Hypothesis, Recognizer, RecognizerFactory, StreamSettings, UnsupportedAudio
+from fake_riva.recognizers.base import Recognizer, RecognizerFactory
 
 log = logging.getLogger("fake_riva")
 
@@ -141,7 +141,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             silent_chunks = 0
             if faults.delay_s:
                 time.sleep(faults.delay_s)
-            yield _response(results)
+            yield response(results)
         if _cancelled_after_requests(context):
             return
         if faults.stall or (faults.stall_after_chunks is not None and chunks > faults.stall_after_chunks):
@@ -149,7 +149,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             return
         results = recognizer.finish()
         if results:
-            yield _response(results)
+            yield response(results)
 
     # -- Recognize (offline) -------------------------------------------------
     def Recognize(  # noqa: N802 - gRPC method name
@@ -162,7 +162,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         hypotheses = [h for h in recognizer.accept(request.audio) + recognizer.finish() if h.is_final]
         return asr.RecognizeResponse(
             results=[
-                asr.SpeechRecognitionResult(alternatives=[_alternative(h)], audio_processed=h.audio_processed_s)
+                asr.SpeechRecognitionResult(alternatives=[alternative(h)], audio_processed=h.audio_processed_s)
                 for h in hypotheses
             ]
         )
@@ -187,36 +187,10 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
     def _recognizer(self, config: asr.RecognitionConfig, *, interim_results: bool) -> Recognizer:
-        """Validate the config as Riva does, then build this stream's recognizer."""
-        invalid = grpc.StatusCode.INVALID_ARGUMENT
-        encoding = audio_pb.AudioEncoding.Name(config.encoding)
-        if config.encoding == audio_pb.ENCODING_UNSPECIFIED:
-            raise _Abort(invalid, "Error: audio encoding must be specified")
-        if not MIN_SAMPLE_RATE_HZ <= config.sample_rate_hertz <= MAX_SAMPLE_RATE_HZ:
-            raise _Abort(
-                invalid,
-                f"Error: sample_rate_hertz={config.sample_rate_hertz} is not supported; "
-                f"use {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}",
-            )
-        if config.language_code not in LANGUAGES or find_model(config.model, config.language_code) is None:
-            raise _Abort(
-                invalid,
-                "Error: Unavailable model requested given these parameters: "
-                f"language_code={config.language_code}; model={config.model or '(any)'}; type=online",
-            )
-        settings = StreamSettings(
-            encoding=encoding,
-            sample_rate_hertz=config.sample_rate_hertz,
-            language_code=config.language_code,
-            interim_results=interim_results,
-            word_time_offsets=config.enable_word_time_offsets,
-            automatic_punctuation=config.enable_automatic_punctuation,
-            custom_configuration=dict(config.custom_configuration),
-        )
         try:
-            return self._factory(settings)
-        except UnsupportedAudio as exc:
-            raise _Abort(invalid, f"Error: {exc}") from exc
+            return make_recognizer(self._factory, config, interim_results=interim_results)
+        except ConfigRejected as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
 
 CANCEL_SETTLE_S = 0.05
@@ -273,32 +247,6 @@ def _hang_until_cancelled(context: grpc.ServicerContext) -> None:
     terminated = threading.Event()
     if context.add_callback(terminated.set):
         terminated.wait(STALL_LIMIT_S)
-
-
-def _alternative(h: Hypothesis) -> asr.SpeechRecognitionAlternative:
-    return asr.SpeechRecognitionAlternative(
-        transcript=h.text,
-        confidence=h.confidence,
-        words=[
-            asr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, confidence=w.confidence)
-            for w in h.words
-        ],
-    )
-
-
-def _response(results: list[Hypothesis]) -> asr.StreamingRecognizeResponse:
-    return asr.StreamingRecognizeResponse(
-        results=[
-            asr.StreamingRecognitionResult(
-                alternatives=[_alternative(h)],
-                is_final=h.is_final,
-                stability=h.stability,
-                audio_processed=h.audio_processed_s,
-                channel_tag=1,
-            )
-            for h in results
-        ]
-    )
 
 
 class FakeRiva:
