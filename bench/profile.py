@@ -27,6 +27,7 @@ class Profiler:
     rate_hz: int = 100
     native: bool = False
     gil: bool = True  # sample only the thread holding the GIL: where the Python CPU goes
+    blocking: bool = False  # pause the process for each sample: exact stacks, but it slows the gateway
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __call__(self, window_s: float) -> None:
@@ -34,7 +35,9 @@ class Profiler:
         if exe is None:
             raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
         argv = [exe, "record", "-p", str(self.pid), "-d", str(max(1, int(window_s) - 1)), "-r", str(self.rate_hz)]
-        argv += ["--format", "raw", "-o", str(self.out)]  # blocking: exact stacks, ~1 ms pause a sample
+        argv += ["--format", "raw", "-o", str(self.out)]
+        if not self.blocking:  # pausing a process of hundreds of threads for every sample distorts it
+            argv.append("--nonblocking")
         if self.native:
             argv.append("--native")
         if self.gil:

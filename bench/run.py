@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the gateway at this N")
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
+    parser.add_argument(
+        "--profile-blocking", action="store_true", help="py-spy pauses the gateway per sample (exact, intrusive)"
+    )
     parser.add_argument("--all-threads", action="store_true", help="py-spy every running thread, not only the GIL's")
     parser.add_argument(
         "--gateway-at",
