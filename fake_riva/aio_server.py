@@ -15,38 +15,23 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
 
 import grpc
-from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
 from fake_riva.protocol import ConfigRejected, make_recognizer, response
 from fake_riva.recognizers import get_factory
-from fake_riva.recognizers.base import Recognizer, RecognizerFactory
+from fake_riva.recognizers.base import RecognizerFactory
+from fake_riva.server import ServerStats
 
 log = logging.getLogger("fake_riva.aio")
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-@dataclass
-class AioStats:
-    started: int = 0
-    active: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    chunks: int = 0
-
-
-class _Invalid(Exception):
-    pass
-
-
 class AioRivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[misc]
     def __init__(self, factory: RecognizerFactory) -> None:
         self._factory = factory
-        self.stats = AioStats()
+        self.stats = ServerStats()  # one event loop updates it; its lock is only for snapshot()
 
     async def StreamingRecognize(  # noqa: N802 - gRPC method name
         self, request_iterator: object, context: grpc.aio.ServicerContext
@@ -62,8 +47,8 @@ class AioRivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignor
                 await context.abort(INVALID, "the first StreamingRecognizeRequest must carry streaming_config")
             streaming = first.streaming_config
             try:
-                recognizer = self._recognizer(streaming.config, streaming.interim_results)
-            except _Invalid as exc:
+                recognizer = make_recognizer(self._factory, streaming.config, interim_results=streaming.interim_results)
+            except ConfigRejected as exc:
                 outcome = "failed"
                 await context.abort(INVALID, str(exc))
             read, write = context.read, context.write
@@ -82,12 +67,6 @@ class AioRivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignor
         finally:
             stats.active -= 1
             setattr(stats, outcome, getattr(stats, outcome) + 1)
-
-    def _recognizer(self, config: asr.RecognitionConfig, interim_results: bool) -> Recognizer:
-        try:
-            return make_recognizer(self._factory, config, interim_results=interim_results)
-        except ConfigRejected as exc:
-            raise _Invalid(str(exc)) from exc
 
 
 async def serve(recognizer: str, host: str, port: int, max_streams: int) -> None:
@@ -108,7 +87,7 @@ async def serve(recognizer: str, host: str, port: int, max_streams: int) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("fake_riva (aio) stopping: %s", servicer.stats)
+    log.info("fake_riva (aio) stopping: %s", servicer.stats.snapshot())
     with contextlib.suppress(asyncio.CancelledError):
         await server.stop(0.5)
 
