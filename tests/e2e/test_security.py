@@ -29,6 +29,7 @@ from tests.harness import (
     Gateway,
     audio_socket,
     close_reason,
+    following,
     poll_until,
     read_events,
     running_fake_riva,
@@ -461,12 +462,9 @@ async def test_a_riva_certificate_from_another_ca_is_refused(pki: Pki, tmp_path:
         settings = security_settings(riva.target, riva_ssl_root_cert=stranger["ca"], riva_start_deadline_s=0.5)
         async with running_gateway(settings) as gateway:
             session = await gateway.create_session(custom_configuration=SCRIPT)
-            events = EventCollector()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream_audio(ws, seconds=0.3)
-                    await close_reason(ws)
+            async with following(gateway, session) as (ws, events):
+                await stream_audio(ws, seconds=0.3)
+                await close_reason(ws)
         assert events.events[-1].data == {"reason": "error"} and events.finals == []
         assert riva.stats.snapshot()["started"] == 0
 
@@ -492,12 +490,9 @@ async def test_a_mutual_tls_riva_refuses_a_gateway_without_a_client_certificate(
         settings = security_settings(riva.target, riva_ssl_root_cert=files["ca"], riva_start_deadline_s=0.5)
         async with running_gateway(settings) as gateway:
             session = await gateway.create_session(custom_configuration=SCRIPT)
-            events = EventCollector()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream_audio(ws, seconds=0.3)
-                    code, _, frames = await close_reason(ws)
+            async with following(gateway, session) as (ws, events):
+                await stream_audio(ws, seconds=0.3)
+                code, _, frames = await close_reason(ws)
         assert code == 1011 and frames[-1]["code"] == "upstream_unavailable"
         assert events.names[-2:] == ["error", "end"] and events.events[-1].data == {"reason": "error"}
         assert riva.stats.snapshot()["started"] == 0, "no stream got past the handshake"
