@@ -113,7 +113,13 @@ def bench_hypercorn_config(log_dir: Path, src: Path) -> Path:
 
 @contextlib.contextmanager
 def gateway(
-    log_dir: Path, riva_target: str, *, max_sessions: int, src: Path = ROOT, app: str = "service.app:app"
+    log_dir: Path,
+    riva_target: str,
+    *,
+    max_sessions: int,
+    transport: str = "threads",
+    src: Path = ROOT,
+    app: str = "service.app:app",
 ) -> Iterator[tuple[Child, int]]:
     """hypercorn serving ``service.app:app`` from ``src`` (the working tree, or a snapshot of a commit)."""
     port = free_port()
@@ -122,6 +128,7 @@ def gateway(
         PYTHONPATH=str(src) if src == ROOT else f"{src}{os.pathsep}{ROOT}",  # bench.floor_app lives in ROOT
         RESERVE_RIVA_URI=riva_target,
         RESERVE_MAX_SESSIONS=str(max_sessions),
+        RESERVE_RIVA_TRANSPORT=transport,  # gateways older than the setting ignore it (extra env is not an error)
         RESERVE_LOG_LEVEL="WARNING",
         RESERVE_API_KEYS=API_KEY,  # gateways with client auth need a key to create sessions; older ones ignore it
     )

@@ -18,18 +18,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"({s.get('gateway_app', 'service.app:app')}, repo {s.get('repo_head', '?')}), "
         f"{s['seconds']:g} s per stream, {s.get('results', '')}",
         "",
-        "| N | gateway p50 / p95 / p99 ms | direct p50 / p95 / p99 ms | added p50 / p95 / p99 ms "
+        "| N | transport | gateway p50 / p95 / p99 ms | direct p50 / p95 / p99 ms | added p50 / p95 / p99 ms "
         "| real-time streams gw / direct | gateway CPU, % of a core per stream | µs CPU per chunk "
         "| RSS per session KiB | threads baseline / peak / after | errors gw / direct "
         "| CPU % of a core: gateway / fake_riva / load gen / all processes | sustained |",
-        "|---:|---|---|---|---|---:|---:|---:|---|---|---|---|",
+        "|---:|---|---|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
         g, d, o = r["gateway"]["latencies_ms"], r["direct"]["latencies_ms"], r["overhead_ms"]
         t = r["gateway_threads"]
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
-            f"| {r['n']} | {g['p50']:.1f} / {g['p95']:.1f} / {g['p99']:.1f} "
+            f"| {r['n']} | {r.get('transport', 'threads')} | {g['p50']:.1f} / {g['p95']:.1f} / {g['p99']:.1f} "
             f"| {d['p50']:.1f} / {d['p95']:.1f} / {d['p99']:.1f} "
             f"| {o['p50']:.1f} / {o['p95']:.1f} / **{o['p99']:.1f}** "
             f"| {r['gateway']['streams_realtime']} / {r['direct']['streams_realtime']} "
@@ -41,8 +41,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"/ {pct.get('machine', 0):.0f} | {'yes' if r['sustained'] else 'no'} |"
         )
     lines.append("")
-    lines.append(f"Largest N sustained: **{report.get('largest_sustained_n')}** ({s['criteria']}).")
-    splits = [(r["n"], r["gateway_cpu"].get("by_thread_s", {}), r["gateway_cpu"]["cpu_s"]) for r in rows]
+    largest = report.get("largest_sustained_n")
+    if isinstance(largest, dict):
+        largest = ", ".join(f"{t}: {n}" for t, n in largest.items())
+    lines.append(f"Largest N sustained: **{largest}** ({s['criteria']}).")
+    splits = []
+    for r in rows:
+        cpu = r["gateway_cpu"]
+        splits.append((f"{r['n']} {r.get('transport', 'threads')}", cpu.get("by_thread_s", {}), cpu["cpu_s"]))
     if any(split for _, split, _ in splits):
         lines += ["", "Gateway CPU seconds in the window, by thread group:", ""]
         for n, split, total in splits:

@@ -74,73 +74,83 @@ def _git_head() -> str:
         return "?"
 
 
-def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
+def one_n(args: argparse.Namespace, n: int, transports: list[str], out_dir: Path) -> list[dict[str, Any]]:
+    """N streams through the gateway once per transport, then directly once (the shared baseline)."""
     log_dir = out_dir / f"n{n}"
     me = psutil.Process()
-    row: dict[str, Any] = {"n": n}
+    rows: list[dict[str, Any]] = []
     with procs.fake_riva(log_dir, aio=not args.sync_fake_riva, max_streams=max(512, 2 * n)) as (riva, target):
-        riva_p = riva.process
-        with procs.gateway(log_dir, target, max_sessions=n + 16, src=args.gateway_src, app=args.gateway_app) as (
-            gw,
-            port,
-        ):
-            gw_p = gw.process
+        for transport in transports:
+            rows.append(_through_gateway(args, n, transport, target, riva.process, me, log_dir / transport, out_dir))
+        direct_watch = Watch({"fake_riva": riva.process, "loadgen": me})
+        run_direct = run_direct_threads if args.direct == "threads" else run_direct_aio
+        dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva.process), final_every=args.final_every)
+    for row in rows:
+        _compare(row, dres, n)
+    return rows
+
+
+def _through_gateway(
+    args: argparse.Namespace,
+    n: int,
+    transport: str,
+    target: str,
+    riva_p: psutil.Process,
+    me: psutil.Process,
+    log_dir: Path,
+    out_dir: Path,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": n, "transport": transport}
+    with procs.gateway(
+        log_dir, target, max_sessions=n + 16, transport=transport, src=args.gateway_src, app=args.gateway_app
+    ) as (gw, port):
+        gw_p = gw.process
+        time.sleep(0.5)
+        threads_base = gw_p.num_threads()
+        # warm-up: a few short sessions, so first-use costs are not counted against N
+        warm = trio.run(
+            run_gateway_phase,
+            GatewayPlan("127.0.0.1", port, 4, 1.0, warmup_s=0.2, final_every=args.final_every),
+            Watch({}),
+            Peaks(gw_p),
+        )
+        if warm.errors:
+            raise RuntimeError(f"warm-up through the gateway failed: {warm.error_kinds}")
+        time.sleep(0.5)
+        rss_base = int(gw_p.memory_info().rss)
+
+        watch = Watch({"gateway": gw_p, "fake_riva": riva_p, "loadgen": me}, breakdown="gateway")
+        peaks = Peaks(gw_p)
+        profiler = None
+        profile_path = out_dir / f"profile-n{n}-{transport}.txt"
+        if args.profile == n:
+            profiler = Profiler(gw.pid, profile_path, rate_hz=args.profile_rate, native=args.native)
+        plan = GatewayPlan("127.0.0.1", port, n, args.seconds, on_window_start=profiler, final_every=args.final_every)
+        gres = trio.run(run_gateway_phase, plan, watch, peaks)
+        ended = time.perf_counter()
+        threads_end = gw_p.num_threads()
+        if profiler is not None:
+            profiler.wait()
+
+        # threads back to baseline once every session ended (trio's idle workers linger 10 s)
+        threads_after = gw_p.num_threads()
+        while threads_after > threads_base and time.perf_counter() - ended < THREADS_SETTLE_S:
             time.sleep(0.5)
-            threads_base = gw_p.num_threads()
-            # warm-up: a few short sessions, so first-use costs are not counted against N
-            warm = trio.run(
-                run_gateway_phase,
-                GatewayPlan("127.0.0.1", port, 4, 1.0, warmup_s=0.2, final_every=args.final_every),
-                Watch({}),
-                Peaks(gw_p),
-            )
-            if warm.errors:
-                raise RuntimeError(f"warm-up through the gateway failed: {warm.error_kinds}")
-            time.sleep(0.5)
-            rss_base = int(gw_p.memory_info().rss)
-
-            watch = Watch({"gateway": gw_p, "fake_riva": riva_p, "loadgen": me}, breakdown="gateway")
-            peaks = Peaks(gw_p)
-            profiler = None
-            if args.profile == n:
-                profiler = Profiler(
-                    gw.pid, out_dir / f"profile-n{n}.txt", rate_hz=args.profile_rate, native=args.native
-                )
-            plan = GatewayPlan(
-                "127.0.0.1", port, n, args.seconds, on_window_start=profiler, final_every=args.final_every
-            )
-            gres = trio.run(run_gateway_phase, plan, watch, peaks)
-            ended = time.perf_counter()
-            threads_end = gw_p.num_threads()
-            if profiler is not None:
-                profiler.wait()
-
-            direct_watch = Watch({"fake_riva": riva_p, "loadgen": me})
-            run_direct = run_direct_threads if args.direct == "threads" else run_direct_aio
-            dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva_p), final_every=args.final_every)
-
-            # threads back to baseline once every session ended (trio's idle workers linger 10 s)
             threads_after = gw_p.num_threads()
-            while threads_after > threads_base and time.perf_counter() - ended < THREADS_SETTLE_S:
-                time.sleep(0.5)
-                threads_after = gw_p.num_threads()
-            row["gateway_threads"] = {
-                "baseline": threads_base,
-                "peak": peaks.threads_max,
-                "at_end": threads_end,
-                "after": threads_after,
-                "settled_after_s": round(time.perf_counter() - ended, 1),
-            }
-            row["gateway_rss"] = {
-                "baseline_mib": round(rss_base / 2**20, 1),
-                "peak_mib": round(peaks.rss_max / 2**20, 1),
-                "after_mib": round(gw_p.memory_info().rss / 2**20, 1),
-                "per_session_kib": round((peaks.rss_max - rss_base) / 1024 / max(1, n), 1),
-            }
+        row["gateway_threads"] = {
+            "baseline": threads_base,
+            "peak": peaks.threads_max,
+            "at_end": threads_end,
+            "after": threads_after,
+            "settled_after_s": round(time.perf_counter() - ended, 1),
+        }
+        row["gateway_rss"] = {
+            "baseline_mib": round(rss_base / 2**20, 1),
+            "peak_mib": round(peaks.rss_max / 2**20, 1),
+            "after_mib": round(gw_p.memory_info().rss / 2**20, 1),
+            "per_session_kib": round((peaks.rss_max - rss_base) / 1024 / max(1, n), 1),
+        }
     row["gateway"] = _phase(gres)
-    row["direct"] = _phase(dres)
-    g, d = gres.latencies_ms, dres.latencies_ms
-    row["overhead_ms"] = {q: round(g[q] - d[q], 1) for q in ("p50", "p95", "p99")}
     stream_s = int(gres.extra.get("streams_started", n)) * gres.window_s  # streams that ran, over the window
     gw_cpu = gres.cpu_s.get("gateway", math.nan)
     row["gateway_cpu"] = {
@@ -151,17 +161,23 @@ def one_n(args: argparse.Namespace, n: int, out_dir: Path) -> dict[str, Any]:
         "us_per_chunk": round(1e6 * gw_cpu / (stream_s * 10), 1) if stream_s else math.nan,
         "by_thread_s": gres.extra.get("gateway_thread_cpu_s", {}),
     }
+    if args.profile == n and profile_path.exists():
+        row["profile"] = summarise(profile_path)
+    row["_gres"] = gres
+    return row
+
+
+def _compare(row: dict[str, Any], dres: PhaseResult, n: int) -> None:
+    gres: PhaseResult = row.pop("_gres")
+    row["direct"] = _phase(dres)
+    g, d = gres.latencies_ms, dres.latencies_ms
+    row["overhead_ms"] = {q: round(g[q] - d[q], 1) for q in ("p50", "p95", "p99")}
     row["sustained"] = bool(
         gres.errors == 0
         and dres.errors == 0
         and row["overhead_ms"]["p99"] < OVERHEAD_LIMIT_MS
         and gres.streams_realtime == n
     )
-    if args.profile == n:
-        raw = out_dir / f"profile-n{n}.txt"
-        if raw.exists():
-            row["profile"] = summarise(raw)
-    return row
 
 
 def _phase(r: PhaseResult) -> dict[str, Any]:
@@ -174,7 +190,8 @@ def _phase(r: PhaseResult) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'N':>5} | {'gw p50/p95/p99 ms':>19} | {'direct p50/p95/p99':>19} | {'added p50/p95/p99':>19} | "
+        f"{'N':>5} | {'transport':>9} | {'gw p50/p95/p99 ms':>19} | "
+        f"{'direct p50/p95/p99':>19} | {'added p50/p95/p99':>19} | "
         f"{'RT gw/dir':>9} | {'gw %core/str':>12} | {'us/chunk':>8} | {'RSS/sess KiB':>12} | "
         f"{'threads b/pk/after':>18} | {'err gw/dir':>10} | {'gw/riva/lg/box %core':>22} | ok"
     )
@@ -184,7 +201,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         t = r["gateway_threads"]
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
-            f"{r['n']:>5} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
+            f"{r['n']:>5} | {r.get('transport', 'threads'):>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
             f"{d['p50']:>5.1f}/{d['p95']:>5.1f}/{d['p99']:>6.1f} | "
             f"{o['p50']:>5.1f}/{o['p95']:>5.1f}/{o['p99']:>6.1f} | "
             f"{r['gateway']['streams_realtime']:>4}/{r['direct']['streams_realtime']:<4} | "
@@ -213,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--direct", choices=("aio", "threads"), default="aio", help="direct gRPC client")
     parser.add_argument("--sync-fake-riva", action="store_true", help="thread-per-stream fake_riva instead of grpc.aio")
+    parser.add_argument(
+        "--transports",
+        default="threads,aio",
+        help="gateway Riva transports to compare, comma-separated (default %(default)s)",
+    )
     parser.add_argument("--keep-going", action="store_true", help="do not stop the sweep at the first broken N")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the gateway at this N")
     parser.add_argument("--profile-rate", type=int, default=100)
@@ -240,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="results file (default OUT/latest.json)")
     args = parser.parse_args(argv)
     sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    if not transports or set(transports) - {"threads", "aio"}:
+        parser.error("--transports takes threads and/or aio")
     args.out.mkdir(parents=True, exist_ok=True)
     procs.raise_fd_limit()
     if args.gateway_src is not None:
@@ -264,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": f"one per chunk; a final every {args.final_every} chunks"
             if args.final_every
             else "one per chunk; final only at the end",
+            "transports": transports,
             "direct_client": args.direct,
             "fake_riva": "sync (thread per stream)" if args.sync_fake_riva else "grpc.aio",
             "load_generator": "one process, trio, raw HTTP/1.1 WebSocket + SSE clients (bench/wire.py)",
@@ -275,27 +301,35 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     json_path = args.json or args.out / "latest.json"
+    active = list(transports)  # a transport leaves the sweep at the first N that breaks it
     for n in sweep:
-        print(f"-- N={n}: {args.seconds:g} s of audio per stream ...", file=sys.stderr, flush=True)
-        row = one_n(args, n, args.out)
-        rows.append(row)
-        report["elapsed_s"] = round(time.time() - started, 1)
-        sustained = [r["n"] for r in rows if r["sustained"]]
-        report["largest_sustained_n"] = max(sustained) if sustained else None
-        json_path.write_text(json.dumps(report, indent=2, default=str))
-        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-        broken = (
-            row["gateway"]["errors"] > 0.01 * n * args.seconds * 10 or row["overhead_ms"]["p99"] > BROKEN_OVERHEAD_MS
-        )
-        if broken and not args.keep_going:
-            print(f"-- N={n} broke the gateway; stopping the sweep", file=sys.stderr)
+        if not active:
             break
+        print(
+            f"-- N={n} ({', '.join(active)}): {args.seconds:g} s of audio per stream ...", file=sys.stderr, flush=True
+        )
+        for row in one_n(args, n, active, args.out):
+            rows.append(row)
+            print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+            broken = (
+                row["gateway"]["errors"] > 0.01 * n * args.seconds * 10
+                or row["overhead_ms"]["p99"] > BROKEN_OVERHEAD_MS
+            )
+            if broken and not args.keep_going:
+                print(f"-- N={n} broke the {row['transport']} transport; it leaves the sweep", file=sys.stderr)
+                active.remove(row["transport"])
+        report["elapsed_s"] = round(time.time() - started, 1)
+        report["largest_sustained_n"] = {
+            t: max((r["n"] for r in rows if r["transport"] == t and r["sustained"]), default=None) for t in transports
+        }
+        json_path.write_text(json.dumps(report, indent=2, default=str))
     print(table(rows))
-    print(f"\nlargest N sustained ({report['settings']['criteria']}): {report['largest_sustained_n']}")
+    largest = ", ".join(f"{t} {n}" for t, n in report["largest_sustained_n"].items())
+    print(f"\nlargest N sustained ({report['settings']['criteria']}): {largest}")
     print(f"elapsed {report['elapsed_s']} s; JSON: {json_path}")
     for r in rows:
         if "profile" in r:
-            print(f"\nprofile at N={r['n']} ({r['profile']['samples']} samples), self time:")
+            print(f"\nprofile at N={r['n']}, {r['transport']} ({r['profile']['samples']} samples), self time:")
             for fn, pct in r["profile"]["self"][:20]:
                 print(f"  {pct:5.1f}%  {fn}")
     return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import grpc
+import grpc.aio
 
 
 class ReserveError(Exception):
@@ -183,8 +184,9 @@ _GRPC_CLIENT_FAULTS = {
 
 def from_grpc(exc: grpc.RpcError) -> ReserveError:
     """Translate a failed Riva call into what the client can act on."""
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+    has_status = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)  # the sync and the asyncio API's errors
+    code = exc.code() if has_status else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if has_status else None) or str(exc)
     name = code.name if code is not None else "UNKNOWN"
     if code in _GRPC_CLIENT_FAULTS:
         return InvalidConfig(f"Riva rejected the session's settings: {details}", grpc_code=name)

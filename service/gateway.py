@@ -17,6 +17,7 @@ import trio
 from service.observability.metrics import Metrics
 from service.riva.catalog import Catalog
 from service.riva.channel import open_target
+from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.sessions.registry import Registry
 from service.sessions.session import Runtime
@@ -42,13 +43,20 @@ class Gateway:
             uris = [u.strip() for u in settings.riva_uri.split(",") if u.strip()] or [await self._start_embedded()]
             self._targets = targets = TargetPool([open_target(settings, uri) for uri in uris])
             uri = targets.uris
-            runtime = Runtime(settings, targets, trio.CapacityLimiter(settings.max_sessions), self.metrics)
             self.catalog = Catalog(targets, ttl_s=settings.readiness_cache_s, timeout_s=settings.readiness_timeout_s)
-            log.info("Riva target %s (tls=%s); at most %d sessions", uri, settings.riva_tls, settings.max_sessions)
+            log.info(
+                "Riva target %s (tls=%s, transport=%s); at most %d sessions",
+                uri,
+                settings.riva_tls,
+                settings.riva_transport,
+                settings.max_sessions,
+            )
             with self._scope:
-                async with trio.open_nursery() as nursery:
+                # the transport outlives the sessions' nursery, which closes first
+                async with open_transport(settings, targets) as transport, trio.open_nursery() as nursery:
+                    runtime = Runtime(settings, targets, transport, self.metrics)
                     self.registry = Registry(runtime, nursery)
-                    self.metrics.watch(self.registry, runtime.limiter)
+                    self.metrics.watch(self.registry, transport.limiter)
                     nursery.start_soon(
                         functools.partial(
                             targets.probe_down_targets,

@@ -237,12 +237,12 @@ class _Watched(Collector):
             value=sessions.sse_readers if sessions else 0,
         )
         yield GaugeMetricFamily(
-            "reserve_worker_threads_in_use",
-            "Worker threads iterating Riva responses now (one per streaming session)",
+            "reserve_riva_streams_open",
+            "Riva streams open now (with RESERVE_RIVA_TRANSPORT=threads, one worker thread each)",
             value=limiter.borrowed_tokens if limiter else 0,
         )
         yield GaugeMetricFamily(
-            "reserve_worker_threads_capacity",
-            "Worker threads the limiter allows (RESERVE_MAX_SESSIONS)",
+            "reserve_riva_streams_capacity",
+            "Riva streams the gateway allows at once (RESERVE_MAX_SESSIONS)",
             value=limiter.total_tokens if limiter else 0,
         )

@@ -1,4 +1,8 @@
-"""One gRPC channel per Riva target, shared by every session (HTTP/2 multiplexes them)."""
+"""One gRPC channel per Riva target, shared by every session (HTTP/2 multiplexes them).
+
+The target also keeps what a ``grpc.aio`` channel to the same place needs (credentials
+and options), for the shared transport, whose event loop opens and owns its own.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ class RivaTarget:
     channel: grpc.Channel
     stub: asr_grpc.RivaSpeechRecognitionStub
     metadata: tuple[tuple[str, str], ...] = field(repr=False)  # carries the Riva API key
+    credentials: grpc.ChannelCredentials | None = field(default=None, repr=False)  # None: plaintext
+    options: tuple[tuple[str, int], ...] = ()
 
     def close(self) -> None:
         self.channel.close()
@@ -43,7 +49,7 @@ def riva_api_key(settings: Settings) -> str:
 
 def open_target(settings: Settings, uri: str) -> RivaTarget:
     keepalive_ms = int(settings.riva_keepalive_s * 1000)
-    options = [
+    options = (
         ("grpc.keepalive_time_ms", keepalive_ms),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -52,7 +58,8 @@ def open_target(settings: Settings, uri: str) -> RivaTarget:
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.initial_reconnect_backoff_ms", 250),
         ("grpc.max_reconnect_backoff_ms", 5_000),
-    ]
+    )
+    credentials: grpc.ChannelCredentials | None = None
     if settings.riva_tls:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(settings.riva_ssl_root_cert),
@@ -62,7 +69,8 @@ def open_target(settings: Settings, uri: str) -> RivaTarget:
         channel = grpc.secure_channel(uri, credentials, options=options)
     else:
         channel = grpc.insecure_channel(uri, options=options)
-    return RivaTarget(uri, channel, asr_grpc.RivaSpeechRecognitionStub(channel), call_metadata(settings))
+    stub = asr_grpc.RivaSpeechRecognitionStub(channel)
+    return RivaTarget(uri, channel, stub, call_metadata(settings), credentials, options)
 
 
 def _read(path: object) -> bytes | None:

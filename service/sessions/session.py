@@ -40,7 +40,7 @@ from service.protocol import Control
 from service.riva.channel import RivaTarget
 from service.riva.probe import probe
 from service.riva.results import Result
-from service.riva.stream import RivaStream
+from service.riva.stream import RivaStream, Transport
 from service.riva.targets import TargetPool
 from service.sessions.attachment import AudioAttachment, AudioItem
 from service.sessions.config import RecognitionSettings
@@ -58,11 +58,11 @@ QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing hea
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """What every session shares: settings, the Riva targets, the worker-thread limiter."""
+    """What every session shares: settings, the Riva targets, the transport streams go through."""
 
     settings: Settings
     targets: TargetPool
-    limiter: trio.CapacityLimiter
+    transport: Transport
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
 
@@ -379,12 +379,8 @@ class Session:
     async def _run_stream(self, target: RivaTarget, replay: list[bytes]) -> Control:
         runtime = self._runtime
         settings = runtime.settings
-        stream = RivaStream(
-            target,
-            self.config.to_riva(),
-            on_results=self._publish,
-            limiter=runtime.limiter,
-            queue_chunks=settings.audio_queue_chunks,
+        stream = runtime.transport.open_stream(
+            target, self.config.to_riva(), on_results=self._publish, queue_chunks=settings.audio_queue_chunks
         )
         self.counters.riva_streams += 1
         self._stream_start = self._replay.start

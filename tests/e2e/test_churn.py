@@ -83,7 +83,7 @@ async def test_churn_leaves_threads_calls_and_memory_at_baseline(fake_riva: Fake
                 nursery.start_soon(guarded, kind)
         elapsed = trio.current_time() - started
         await wait_until(lambda: registry.live_sessions == 0 and fake_riva.stats.snapshot()["active"] == 0, 10)
-        await wait_until(lambda: registry.runtime.limiter.borrowed_tokens == 0)
+        await wait_until(lambda: registry.runtime.transport.limiter.borrowed_tokens == 0)
         await wait_until(lambda: other_threads() <= base_threads, 5)
         await trio.sleep(0.1)
         gc.collect()

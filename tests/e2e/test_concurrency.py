@@ -43,7 +43,7 @@ async def test_sixty_concurrent_sessions_all_complete_with_their_transcripts(
         assert [e.id for e in events.events] == list(range(1, len(events.events) + 1))
     stats = fake_riva.stats.snapshot()
     assert stats["completed"] == SESSIONS and stats["active"] == 0
-    limiter = gateway.app.extensions["reserve.registry"].runtime.limiter
+    limiter = gateway.app.extensions["reserve.registry"].runtime.transport.limiter
     assert limiter.borrowed_tokens == 0
     # trio keeps idle worker threads for reuse a short while; they must not pile up per session
     # What remains is pooled for reuse: trio's idle worker cache and fake_riva's

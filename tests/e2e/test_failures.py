@@ -39,8 +39,8 @@ async def test_client_dropping_its_socket_cancels_the_riva_call_and_frees_the_th
 
 
 def gateway_limiter(gateway: Gateway) -> trio.CapacityLimiter:
-    """The worker-thread limiter of the gateway under test (observed, not mocked)."""
-    limiter: trio.CapacityLimiter = gateway.app.extensions["reserve.registry"].runtime.limiter
+    """The Riva stream limiter of the gateway under test (observed, not mocked)."""
+    limiter: trio.CapacityLimiter = gateway.app.extensions["reserve.registry"].runtime.transport.limiter
     return limiter
 
 

@@ -56,7 +56,7 @@ async def scrape_until(gateway: Gateway, name: str, value: float, timeout_s: flo
 async def test_metrics_follow_a_session_from_creation_to_its_end(gateway: Gateway, fake_riva: FakeRiva) -> None:
     before = await scrape(gateway)
     assert before["reserve_sessions_active"] == 0 and before["reserve_sessions_created_total"] == 0
-    assert before["reserve_worker_threads_capacity"] == gateway.settings.max_sessions
+    assert before["reserve_riva_streams_capacity"] == gateway.settings.max_sessions
 
     session = await gateway.create_session(custom_configuration=SCRIPT)
     events = EventCollector()
@@ -69,7 +69,7 @@ async def test_metrics_follow_a_session_from_creation_to_its_end(gateway: Gatewa
             assert during["reserve_sessions_active"] == 1
             assert during["reserve_sessions_created_total"] == 1
             assert during["reserve_sse_readers"] == 1
-            assert during["reserve_worker_threads_in_use"] == 1
+            assert during["reserve_riva_streams_open"] == 1
             assert during['reserve_audio_received_bytes_total{encoding="LINEAR_PCM"}'] == 0.3 * 32000
             await stream_audio(ws, seconds=0.2)
             assert (await close_reason(ws))[:2] == (1000, "session finished")
@@ -88,7 +88,7 @@ async def test_metrics_follow_a_session_from_creation_to_its_end(gateway: Gatewa
     assert after["reserve_first_result_seconds_count"] == 1
     assert after['reserve_final_latency_seconds_count{trigger="end"}'] == 1
     assert after["reserve_chunk_to_result_seconds_count"] >= 1
-    assert after["reserve_worker_threads_in_use"] == 0
+    assert after["reserve_riva_streams_open"] == 0
     assert after["reserve_sessions_retained"] == 1
     assert not any(k.startswith("reserve_riva_errors_total") for k in after), "no Riva error was seen"
     assert session["id"] not in (await gateway.http.get("/metrics")).text, "no session ids in labels"
