@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(256 * KIB, ge=1 * KIB, le=16 * 1024 * KIB, description="Largest audio frame")
     max_body_bytes: int = Field(64 * KIB, ge=1 * KIB, description="Largest HTTP request body")
     max_log_bytes: int = Field(
-        8 * 1024 * KIB, ge=64 * KIB, description="Event log size per session past which interims are dropped"
+        8 * 1024 * KIB, ge=64 * KIB, description="Event log memory per session past which interims are dropped"
     )
     session_retention_s: float = Field(300 * SECONDS, ge=0, description="Events stay readable this long after the end")
     idle_session_timeout_s: float = Field(
