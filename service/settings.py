@@ -79,9 +79,9 @@ class Settings(BaseSettings):
         20 * SECONDS, ge=0, description="On SIGTERM, time sessions get to finish before they are finalized"
     )
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
-    riva_transport: Literal["threads", "aio"] = Field(
-        "threads",
-        description="Riva streams run in threads per session (reference) or all on one grpc.aio loop (more streams)",
+    riva_transport: Literal["aio", "threads"] = Field(
+        "aio",
+        description="Riva streams all on one grpc.aio loop (more streams per core), or two threads per session",
     )
     web_dir: Path | None = Field(None, description="Folder of the browser page; default: web/ beside the code")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")

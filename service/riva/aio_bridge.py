@@ -7,16 +7,18 @@ Here one asyncio loop, in one long-lived thread entered through ``trio.to_thread
 and owned by the gateway's nursery, runs every call. Crossing between trio and that
 loop is batched so that a busy stream needs no wake-up per chunk:
 
-* audio goes trio -> loop through a deque; the loop is woken (a pipe write) only
-  when that stream's writer is parked, waiting for audio;
+* audio goes trio -> loop through a deque per stream; a writer is woken only when
+  it is parked, waiting for audio;
 * room in the queue goes back as a counter that trio reads; trio is woken only when
   a ``send`` is actually waiting for room;
-* what the loop has for trio (results, room, a stream's end) crosses in one
-  ``run_sync_soon`` per loop iteration, not one per response.
+* each direction has one mailbox (a deque) and one "a drain is scheduled" flag: the
+  first message schedules a drain on the other side (``call_soon_threadsafe`` or
+  ``run_sync_soon``, a pipe write), and every message that arrives before that drain
+  runs rides along with it. Under load, when wake-ups matter, most do.
 
-Counters and the deque are shared between the two threads without a lock; each is
-written by one side only, and each "park, then look again" pair is ordered so that
-a wake-up can be spurious but never lost.
+Counters, deques and flags are shared between the two threads without a lock: each
+is written by one side only (deque appends and pops are atomic), and each "set, then
+look again" pair is ordered so that a wake-up can be spurious but never lost.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class AioTransport:
         self._stop: asyncio.Future[None] = self.loop.create_future()
         self._channels: dict[str, tuple[grpc.aio.Channel, asr_grpc.RivaSpeechRecognitionStub]] = {}
         self._calls: set[asyncio.Task[None]] = set()
-        self._outbox: list[_Call] = []
+        self._to_loop: collections.deque[asyncio.Future[None]] = collections.deque()  # parked writers to wake
+        self._loop_drain_scheduled = False  # set by trio, cleared by the loop
+        self._to_trio: collections.deque[_Call] = collections.deque()
+        self._trio_drain_scheduled = False  # set by the loop, cleared by trio
 
     def open_stream(
         self,
@@ -132,16 +137,33 @@ class AioTransport:
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    def to_trio(self, fn: Callable[..., object], *args: object) -> None:
-        """On the loop: queue a call for trio; one ``run_sync_soon`` carries an iteration's worth."""
-        if not self._outbox:
-            self.loop.call_soon(self._flush)
-        self._outbox.append((fn, args))
+    def wake(self, parked: asyncio.Future[None]) -> None:
+        """From trio: resume a parked writer, sharing one loop wake-up with any others."""
+        self._to_loop.append(parked)
+        if not self._loop_drain_scheduled:
+            self._loop_drain_scheduled = True
+            self.submit(self._drain_to_loop)
 
-    def _flush(self) -> None:
-        batch, self._outbox = self._outbox, []
-        with contextlib.suppress(trio.RunFinishedError):  # the service is gone; nobody is left to tell
-            self._token.run_sync_soon(_run_batch, batch)
+    def _drain_to_loop(self) -> None:
+        self._loop_drain_scheduled = False  # before draining: a later append schedules again
+        mailbox = self._to_loop
+        while mailbox:
+            _resolve(mailbox.popleft())
+
+    def to_trio(self, fn: Callable[..., object], *args: object) -> None:
+        """On the loop: queue a call for trio, sharing one trio wake-up with any others."""
+        self._to_trio.append((fn, args))
+        if not self._trio_drain_scheduled:
+            self._trio_drain_scheduled = True
+            with contextlib.suppress(trio.RunFinishedError):  # the service is gone; nobody is left to tell
+                self._token.run_sync_soon(self._drain_to_trio)
+
+    def _drain_to_trio(self) -> None:
+        self._trio_drain_scheduled = False  # before draining: a later append schedules again
+        mailbox = self._to_trio
+        while mailbox:
+            fn, args = mailbox.popleft()
+            fn(*args)
 
 
 class AioStream:
@@ -202,7 +224,7 @@ class AioStream:
         parked = self._writer_parked
         if parked is not None:
             self._writer_parked = None
-            self._transport.submit(_resolve, parked)
+            self._transport.wake(parked)
 
     async def run(self) -> None:
         transport = self._transport
@@ -310,8 +332,3 @@ def _settle(task: asyncio.Task[None]) -> None:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _run_batch(batch: list[_Call]) -> None:
-    for fn, args in batch:
-        fn(*args)
