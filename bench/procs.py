@@ -159,7 +159,8 @@ def cpu_seconds(process: psutil.Process) -> float:
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """CPU seconds of each live thread (tid -> (group, seconds)), from /proc/PID/task/*/schedstat
     (the scheduler's exact run time; the tick-sampled utime/stime of single threads is too coarse).
-    Groups: the main (trio) thread, trio's worker threads, other Python threads, gRPC's C threads."""
+    Groups: the main (trio) thread, the aio transport's loop thread, trio's worker threads, other
+    Python threads, gRPC's C threads."""
     threads: dict[int, tuple[str, float]] = {}
     for entry in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -175,6 +176,8 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
 def _thread_group(tid: int, pid: int, comm: str) -> str:
     if tid == pid:
         return "main"
+    if comm.startswith("_riva_aio_loop"):  # the aio transport's loop thread (a trio worker named after it)
+        return "aio_loop"
     if comm.startswith("Trio thread") or " from " in comm:  # trio names a busy worker "<fn> from <task>"
         return "trio_workers"
     if comm.startswith(("grpc", "default-exec", "resolver-exec", "timer", "event_engine")):

@@ -84,7 +84,7 @@ class AioTransport:
             nursery.start_soon(self._stop_when_cancelled)
             nursery.start_soon(_started_when, ready, task_status)
             # not abandoned on cancel: the stop above ends the thread, and we wait for it
-            await trio.to_thread.run_sync(self._thread_main, ready.set, limiter=trio.CapacityLimiter(1))
+            await trio.to_thread.run_sync(self._riva_aio_loop, ready.set, limiter=trio.CapacityLimiter(1))
             nursery.cancel_scope.cancel()
 
     async def _stop_when_cancelled(self) -> None:
@@ -99,7 +99,8 @@ class AioTransport:
             self.loop.call_soon_threadsafe(fn, *args)
 
     # -- loop side ----------------------------------------------------------------
-    def _thread_main(self, on_ready: Callable[[], None]) -> None:
+    def _riva_aio_loop(self, on_ready: Callable[[], None]) -> None:
+        """The loop thread's body (trio names the thread after it: ``top`` and ``/proc`` show it)."""
         loop = self.loop
         asyncio.set_event_loop(loop)
         try:

@@ -1,0 +1,60 @@
+"""What tells the two Riva transports apart, and what both promise when the gateway stops.
+
+``threads`` spends threads per live stream; ``aio`` runs every stream on one loop thread.
+Either way, stopping the gateway mid-stream ends every Riva call and every thread it
+started: the transport is owned by the gateway's nursery.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import trio
+
+from fake_riva import FakeRiva
+from service.settings import Settings
+from tests.harness import Gateway, audio_socket, close_reason, running_gateway, stream_audio, wait_until
+
+STREAMS = 12
+SCRIPT = {"fake.transcript": "a long enough sentence to still be going", "fake.ms_per_word": "2000"}
+IDLE_POOLS = ("Trio thread", "fake-riva")  # trio's idle worker cache and fake_riva's executor
+
+
+def gateway_threads() -> int:
+    """Threads of this process but fake_riva's (it serves each stream in a thread of its own)."""
+    return sum(1 for t in threading.enumerate() if not t.name.startswith("fake-riva"))
+
+
+def busy_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if not t.name.startswith(IDLE_POOLS)}
+
+
+async def hold_stream(gateway: Gateway, session: dict[str, str], closes: list[int]) -> None:
+    async with audio_socket(gateway, session) as ws:
+        await stream_audio(ws, seconds=0.3, end=False)
+        closes.append((await close_reason(ws))[0])
+
+
+async def test_stopping_the_gateway_mid_stream_ends_every_call_and_thread(
+    settings: Settings, fake_riva: FakeRiva, riva_transport: str
+) -> None:
+    before = busy_threads()
+    closes: list[int] = []
+    async with trio.open_nursery() as clients, running_gateway(settings) as gateway:
+        started = gateway_threads()
+        for _ in range(STREAMS):
+            session = await gateway.create_session(custom_configuration=SCRIPT)
+            clients.start_soon(hold_stream, gateway, session, closes)
+        await wait_until(lambda: fake_riva.stats.snapshot()["active"] == STREAMS)
+        added = gateway_threads() - started
+        if riva_transport == "threads":  # a response-iterating worker and a request thread each
+            assert added >= 2 * STREAMS
+        else:  # the loop thread and grpc.aio's poller exist from the start
+            assert added == 0
+        # hypercorn stops serving (here abruptly: SIGTERM's drain is test_shutdown's case), then the
+        # app's lifespan stops the gateway, which cancels the sessions and closes the transport
+    assert len(closes) == STREAMS  # every client saw its socket close; none hangs
+    await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
+    assert fake_riva.stats.snapshot()["cancelled"] == STREAMS
+    await wait_until(lambda: busy_threads() <= before)
+    assert busy_threads() <= before
