@@ -117,7 +117,7 @@ def gateway(
     riva_target: str,
     *,
     max_sessions: int,
-    transport: str = "threads",
+    transport: str | None = None,
     src: Path = ROOT,
     app: str = "service.app:app",
 ) -> Iterator[tuple[Child, int]]:
@@ -128,10 +128,11 @@ def gateway(
         PYTHONPATH=str(src) if src == ROOT else f"{src}{os.pathsep}{ROOT}",  # bench.floor_app lives in ROOT
         RESERVE_RIVA_URI=riva_target,
         RESERVE_MAX_SESSIONS=str(max_sessions),
-        RESERVE_RIVA_TRANSPORT=transport,  # gateways older than the setting ignore it (extra env is not an error)
         RESERVE_LOG_LEVEL="WARNING",
         RESERVE_API_KEYS=API_KEY,  # gateways with client auth need a key to create sessions; older ones ignore it
     )
+    if transport is not None:  # else the service's default; gateways older than the setting ignore it
+        env["RESERVE_RIVA_TRANSPORT"] = transport
     config = bench_hypercorn_config(log_dir, src)
     hypercorn = str(Path(sys.executable).with_name("hypercorn"))
     argv = [hypercorn, "--config", str(config), "--bind", f"127.0.0.1:{port}", app]

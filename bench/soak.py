@@ -151,11 +151,13 @@ async def soak(args: argparse.Namespace) -> None:
         "RESERVE_AUTH_DISABLED": "true",
     }
     hypercorn = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{gateway_port}"]
+    log_path = ROOT / "bench" / "results" / "soak-gateway.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     gateway = subprocess.Popen(  # noqa: ASYNC220 - starting a process does not block
         [*hypercorn, "--access-logfile", "/dev/null", "service.app:app"],
         cwd=ROOT,
         env=env,
-        stderr=subprocess.DEVNULL,
+        stderr=log_path.open("wb"),  # the child writes it; ours is closed when this process exits
     )
     base = f"http://127.0.0.1:{gateway_port}"
     tally = Tally()

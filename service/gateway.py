@@ -62,6 +62,7 @@ class Gateway:
                             targets.probe_down_targets,
                             interval_s=settings.riva_probe_interval_s,
                             timeout_s=settings.readiness_timeout_s,
+                            ask=transport.probe,
                         )
                     )
                     if threading.current_thread() is threading.main_thread():

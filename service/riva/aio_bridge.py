@@ -16,9 +16,15 @@ loop is batched so that a busy stream needs no wake-up per chunk:
   ``run_sync_soon``, a pipe write), and every message that arrives before that drain
   runs rides along with it. Under load, when wake-ups matter, most do.
 
-Counters, deques and flags are shared between the two threads without a lock: each
-is written by one side only (deque appends and pops are atomic), and each "set, then
-look again" pair is ordered so that a wake-up can be spurious but never lost.
+Counters, deques and flags are shared between the two threads without a lock. Each
+counter and each parked-writer slot is written by one side only, deque appends and
+pops are atomic, a drain flag is set by the side that schedules the drain and cleared
+by the drain before it looks at the mailbox, and each "set, then look again" pair is
+ordered so that a wake-up can be spurious but never lost.
+
+One grpc.aio quirk is worked around here (grpc/grpc#36066): when Riva ends a call while
+a write is in flight, the failed write overwrites Riva's status with INTERNAL. The
+first status the call reports to a done-callback is Riva's own, so that is the one used.
 """
 
 from __future__ import annotations
@@ -26,16 +32,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Final, TypeVar, cast
 
 import grpc
 import grpc.aio
+import outcome
 import trio
 from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
-from service.errors import ReserveError, UpstreamError, from_grpc
+from service.errors import ReserveError, UpstreamError, UpstreamUnavailable, from_grpc
 from service.riva.channel import RivaTarget
 from service.riva.results import Result, from_response
 
@@ -44,6 +51,7 @@ CANCEL_WAIT_S = 5.0  # how long a cancelled stream waits for the loop to confirm
 CHANNEL_CLOSE_GRACE_S = 1.0
 
 _Call = tuple[Callable[..., object], tuple[object, ...]]
+T = TypeVar("T")
 
 
 class AioTransport:
@@ -58,7 +66,8 @@ class AioTransport:
         self._token = trio.lowlevel.current_trio_token()
         self._stop: asyncio.Future[None] = self.loop.create_future()
         self._channels: dict[str, tuple[grpc.aio.Channel, asr_grpc.RivaSpeechRecognitionStub]] = {}
-        self._calls: set[asyncio.Task[None]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()  # every task ``call`` started, until it ends
+        self._closing = False  # set on the loop once the transport stops
         self._to_loop: collections.deque[asyncio.Future[None]] = collections.deque()  # parked writers to wake
         self._loop_drain_scheduled = False  # set by trio, cleared by the loop
         self._to_trio: collections.deque[_Call] = collections.deque()
@@ -93,10 +102,76 @@ class AioTransport:
         finally:
             self.submit(_resolve, self._stop)
 
-    def submit(self, fn: Callable[..., object], *args: object) -> None:
-        """From trio: run ``fn`` on the loop soon."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway is gone
+    def submit(self, fn: Callable[..., object], *args: object) -> bool:
+        """From trio: run ``fn`` on the loop soon; False if the loop is closed (the gateway is gone)."""
+        try:
             self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            return False
+        return True
+
+    async def call(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """From trio: run ``fn()`` as a task on the loop and return what it returns (or raise
+        what it raises). Cancelling the caller cancels the task and waits, briefly, until it
+        has ended, so no call outlives the trio task that made it."""
+        finished = trio.Event()
+        result: list[outcome.Outcome[T]] = []
+        task: list[asyncio.Task[T]] = []  # appended on the loop, read on the loop
+
+        def start() -> None:
+            if self._closing:  # the transport is stopping: no new call may start
+                result.append(outcome.Error(UpstreamUnavailable("the gateway is stopping")))
+                self.to_trio(finished.set)
+                return
+            task.append(self.loop.create_task(fn()))
+            self._calls.add(task[0])
+            task[0].add_done_callback(ended)
+
+        def ended(done: asyncio.Task[T]) -> None:
+            self._calls.discard(done)
+            if done.cancelled():  # by us, for a caller that is itself cancelled
+                result.append(outcome.Error(UpstreamError("Riva call cancelled")))
+            elif (error := done.exception()) is not None:
+                result.append(outcome.Error(error))
+            else:
+                result.append(outcome.Value(done.result()))
+            self.to_trio(finished.set)  # after everything the task sent: the mailbox keeps order
+
+        def cancel() -> None:
+            if task:
+                task[0].cancel()
+
+        if not self.submit(start):
+            raise UpstreamUnavailable("the gateway is stopping")
+        try:
+            await finished.wait()
+        finally:
+            if not finished.is_set():
+                self.submit(cancel)
+                with trio.move_on_after(CANCEL_WAIT_S) as scope:
+                    scope.shield = True
+                    await finished.wait()
+        return result[0].unwrap()
+
+    async def probe(self, target: RivaTarget, *, timeout_s: float) -> asr.RivaSpeechRecognitionConfigResponse:
+        """Ask Riva for its models through this loop's channel, the one the next stream will
+        use: after an outage it may still be waiting to reconnect when another channel to the
+        same Riva already has."""
+
+        async def ask() -> asr.RivaSpeechRecognitionConfigResponse:
+            try:
+                response: asr.RivaSpeechRecognitionConfigResponse = await self.stub(
+                    target
+                ).GetRivaSpeechRecognitionConfig(
+                    asr.RivaSpeechRecognitionConfigRequest(), timeout=timeout_s, metadata=target.metadata or None
+                )
+            except grpc.RpcError as exc:
+                raise from_grpc(exc) from None
+            except Exception as exc:  # a probe must never crash a session
+                raise UpstreamError(f"probing Riva failed: {type(exc).__name__}") from exc
+            return response
+
+        return await self.call(ask)
 
     # -- loop side ----------------------------------------------------------------
     def _riva_aio_loop(self, on_ready: Callable[[], None]) -> None:
@@ -115,6 +190,7 @@ class AioTransport:
             self.stub(target)
         self._token.run_sync_soon(on_ready)
         await self._stop
+        self._closing = True
         for task in list(self._calls):  # sessions end before the transport; this is a backstop
             task.cancel()
         await asyncio.gather(*self._calls, return_exceptions=True)
@@ -133,10 +209,6 @@ class AioTransport:
                 channel = grpc.aio.secure_channel(target.uri, target.credentials, options=options)
             entry = self._channels[target.uri] = (channel, asr_grpc.RivaSpeechRecognitionStub(channel))
         return entry[1]
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
 
     def wake(self, parked: asyncio.Future[None]) -> None:
         """From trio: resume a parked writer, sharing one loop wake-up with any others."""
@@ -186,10 +258,8 @@ class AioStream:
         self._queued = 0  # items trio has put (written by trio only)
         self._written = 0  # items the writer has sent (written by the loop only)
         self._room_waiter: trio.Event | None = None  # set by a send waiting for room
-        self._writer_parked: asyncio.Future[None] | None = None  # set by a writer waiting for audio
-        self._finished = trio.Event()
-        self._error: BaseException | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._writer_parked: asyncio.Future[None] | None = None  # a writer waiting for audio (loop writes)
+        self._woken: asyncio.Future[None] | None = None  # the last parked writer trio woke (trio writes)
         self._input_closed = False
         self.bytes_sent = 0
         self.responses = 0
@@ -223,28 +293,18 @@ class AioStream:
         self._queued += 1
         self._pending.append(item)
         parked = self._writer_parked
-        if parked is not None:
-            self._writer_parked = None
+        if parked is not None and parked is not self._woken:
+            self._woken = parked
             self._transport.wake(parked)
 
     async def run(self) -> None:
-        transport = self._transport
-        async with transport.limiter:  # bounds live Riva streams, as the thread path does
-            transport.submit(self._start)
+        async with self._transport.limiter:  # bounds live Riva streams, as the thread path does
             try:
-                await self._finished.wait()
-            finally:
-                if not self._finished.is_set():  # cancelled: end the call and see it gone
-                    transport.submit(self._cancel)
-                    with trio.move_on_after(CANCEL_WAIT_S) as scope:
-                        scope.shield = True
-                        await self._finished.wait()
-        error = self._error
-        if error is None:
-            return
-        if isinstance(error, ReserveError):
-            raise error
-        raise UpstreamError(f"unreadable answer from Riva: {type(error).__name__}") from error
+                await self._transport.call(self._call)
+            except ReserveError:
+                raise
+            except Exception as exc:  # a bug in conversion must not look like Riva's fault
+                raise UpstreamError(f"unreadable answer from Riva: {type(exc).__name__}") from exc
 
     def _room_freed(self) -> None:
         waiter = self._room_waiter
@@ -257,44 +317,31 @@ class AioStream:
         self.unanswered_since = None
         self._on_results(results)
 
-    def _done(self, error: BaseException | None) -> None:
-        self._error = error
-        self._finished.set()
-
     # -- loop side ------------------------------------------------------------------
-    def _start(self) -> None:
-        self._task = self._transport.loop.create_task(self._call())
-        self._transport.track(self._task)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
     async def _call(self) -> None:
+        """The call, from its config to Riva's last response; raises what ended it early."""
         transport = self._transport
-        error: BaseException | None = None
-        writer: asyncio.Task[None] | None = None
-        call: Any = None
+        call = transport.stub(self._target).StreamingRecognize(metadata=self._target.metadata or None)
+        first_status: list[tuple[grpc.StatusCode, str]] = []
+        call.add_done_callback(lambda done: _note_status(done, first_status))
+        writer = asyncio.ensure_future(self._write(call))
         try:
-            stub = transport.stub(self._target)
-            call = stub.StreamingRecognize(metadata=self._target.metadata or None)
-            writer = asyncio.ensure_future(self._write(call))
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
-                    break
+                    return
                 transport.to_trio(self._deliver, from_response(response))
-        except asyncio.CancelledError:
-            if call is not None:
-                call.cancel()  # we were cancelled from trio, which knows why
         except grpc.RpcError as exc:
-            error = from_grpc(exc)
-        except Exception as exc:  # a bug in conversion must not look like Riva's fault
-            error = exc
+            if first_status and first_status[0][0] != exc.code():  # see the module's docstring
+                code, details = first_status[0]
+                if code == grpc.StatusCode.OK:
+                    return  # Riva ended the stream; a write in flight failed after it
+                exc = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+            raise from_grpc(exc) from None
         finally:
-            if writer is not None:
-                _settle(writer)  # Riva ended the call: the writer may still wait for audio
-            transport.to_trio(self._done, error)
+            if not call.done():  # cancelled from trio (which knows why), or a bug in conversion
+                call.cancel()
+            _settle(writer)  # Riva ended the call: the writer may still wait for audio
 
     async def _write(self, call: Any) -> None:
         await call.write(asr.StreamingRecognizeRequest(streaming_config=self._config))
@@ -320,6 +367,25 @@ class AioStream:
 async def _started_when(ready: trio.Event, task_status: trio.TaskStatus[None]) -> None:
     await ready.wait()
     task_status.started()
+
+
+def _note_status(call: Any, into: list[tuple[grpc.StatusCode, str]]) -> None:
+    """A done-callback: keep the call's first status. Its ``code()`` and ``details()`` are
+    coroutines that finish at once when the status is set, as it is here; if a grpc
+    version ever suspends in them, nothing is noted and the status read() raises stands."""
+    code, details = _at_once(call.code()), _at_once(call.details())
+    if isinstance(code, grpc.StatusCode) and not into:
+        into.append((code, details if isinstance(details, str) else ""))
+
+
+def _at_once(coroutine: Coroutine[Any, Any, T]) -> T | None:
+    """Run a coroutine that does not suspend; None (and the coroutine closed) if it would."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    coroutine.close()
+    return None
 
 
 def _settle(task: asyncio.Task[None]) -> None:

@@ -56,6 +56,9 @@ class Transport(Protocol):
         queue_chunks: int,
     ) -> RivaStream: ...
 
+    async def probe(self, target: RivaTarget, *, timeout_s: float) -> asr.RivaSpeechRecognitionConfigResponse:
+        """Is Riva answering on the channel this transport's streams use? Raise a ReserveError if not."""
+
 
 @contextlib.asynccontextmanager
 async def open_transport(settings: Settings, targets: Iterable[RivaTarget]) -> AsyncIterator[Transport]:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -20,6 +21,12 @@ from service.riva.channel import RivaTarget
 from service.riva.probe import probe
 
 log = logging.getLogger("reserve.riva")
+
+
+class Probe(Protocol):
+    async def __call__(self, target: RivaTarget, *, timeout_s: float) -> object: ...
+
+
 COOLDOWN_FIRST_S = 2.0
 COOLDOWN_MAX_S = 30.0
 
@@ -81,14 +88,15 @@ class TargetPool:
         health.failures = 0
         health.down_until = 0.0
 
-    async def probe_down_targets(self, *, interval_s: float, timeout_s: float) -> None:
-        """Runs for the gateway's lifetime: ask resting targets whether they are back."""
+    async def probe_down_targets(self, *, interval_s: float, timeout_s: float, ask: Probe = probe) -> None:
+        """Runs for the gateway's lifetime: ask resting targets whether they are back (through
+        ``ask``: the transport's own probe, so "back" means back for its streams)."""
         while True:
             await trio.sleep(interval_s)
             for health in self._health:
                 if health.failures:
                     try:
-                        await probe(health.target, timeout_s=timeout_s)
+                        await ask(health.target, timeout_s=timeout_s)
                     except ReserveError:
                         continue
                     self.succeeded(health.target)

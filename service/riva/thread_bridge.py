@@ -25,6 +25,7 @@ from riva.client.proto import riva_asr_pb2 as asr
 
 from service.errors import ReserveError, UpstreamError, from_grpc
 from service.riva.channel import RivaTarget
+from service.riva.probe import probe
 from service.riva.results import Result, from_response
 
 _END: Final = object()
@@ -47,6 +48,10 @@ class ThreadTransport:
         queue_chunks: int,
     ) -> ThreadStream:
         return ThreadStream(target, config, on_results=on_results, limiter=self.limiter, queue_chunks=queue_chunks)
+
+    async def probe(self, target: RivaTarget, *, timeout_s: float) -> asr.RivaSpeechRecognitionConfigResponse:
+        """On the target's own channel, the one its streams use."""
+        return await probe(target, timeout_s=timeout_s)
 
 
 class ThreadStream:

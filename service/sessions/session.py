@@ -38,7 +38,6 @@ from service.events.log import EventLog, MemoryEventLog
 from service.observability.metrics import Metrics
 from service.protocol import Control
 from service.riva.channel import RivaTarget
-from service.riva.probe import probe
 from service.riva.results import Result
 from service.riva.stream import RivaStream, Transport
 from service.riva.targets import TargetPool
@@ -118,7 +117,8 @@ class Session:
         self._stream_start_s = 0.0  # the same, in seconds (compressed audio: from audio_processed)
         self._last_processed_s = 0.0
         self._pending: Control | None = None  # a control taken from the channel, not yet done
-        self._reconnect_deadline: float | None = None
+        self._reconnect_deadline: float | None = None  # set while a reconnect series runs
+        self._reconnect_attempt = 0  # within the current series
         self._riva_answered = False  # a stream of this session has worked: failures now are drops
 
     # -- access -----------------------------------------------------------------
@@ -291,7 +291,6 @@ class Session:
 
     # -- recognition ------------------------------------------------------------------
     async def _recognize(self) -> None:
-        attempt = 0
         quiet_ends = 0
         lazy = True  # open a Riva stream only once there is audio for it
         while True:
@@ -308,16 +307,15 @@ class Session:
             else:
                 if control is Control.END:
                     return
-                attempt = quiet_ends = 0
+                quiet_ends = 0
                 lazy = True
                 continue
             if not (error.retryable and self.config.bytes_per_second):
                 raise error  # a client fault, or compressed audio that cannot be replayed
-            attempt += 1
-            await self._reconnect(error, attempt)
+            await self._reconnect(error)
             lazy = False
 
-    async def _reconnect(self, error: ReserveError, attempt: int) -> None:
+    async def _reconnect(self, error: ReserveError) -> None:
         """Back off with jitter until Riva answers a probe; raise ``error`` past the deadline."""
         settings = self._runtime.settings
         now = trio.current_time()
@@ -325,11 +323,15 @@ class Session:
             # a Riva that never answered this session gets a short chance, one that did a long one
             patience = settings.riva_reconnect_deadline_s if self._riva_answered else settings.riva_start_deadline_s
             self._reconnect_deadline = now + patience
+            self._reconnect_attempt = 0
             self.counters.reconnects += 1
             self._runtime.metrics.riva_reconnect()
         self._log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)
+        self._reconnect_attempt = attempt = self._reconnect_attempt + 1
         self._publish_event("reconnecting", {"attempt": attempt, "code": error.code, "message": error.message})
-        delay = BACKOFF_FIRST_S * 2 ** min(attempt - 1, 8)
+        # backoff restarts with each series: a long session's earlier outages must not stretch it
+        # past the deadline of this one
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(attempt - 1, 8))
         while True:
             remaining = self._reconnect_deadline - trio.current_time()
             if remaining <= 0:
@@ -338,7 +340,7 @@ class Session:
             try:
                 target = self._runtime.targets.pick()
                 try:
-                    await probe(target, timeout_s=min(2.0, max(0.1, remaining)))
+                    await self._runtime.transport.probe(target, timeout_s=min(2.0, max(0.1, remaining)))
                 except ReserveError:
                     self._runtime.targets.failed(target)
                     raise

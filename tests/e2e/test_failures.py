@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+from trio_websocket import ConnectionClosed
 
 from fake_riva import FakeRiva
 from service.settings import Settings
@@ -74,6 +75,37 @@ async def test_riva_invalid_argument_reaches_the_client_as_an_actionable_error(g
     assert "refused with INVALID_ARGUMENT" in error["message"]
     state = (await gateway.http.get(f"/v1/sessions/{session['id']}", params={"token": session["token"]})).json()
     assert state["state"] == "failed"
+
+
+async def test_riva_refusing_mid_stream_while_audio_flows_reports_its_own_code(gateway: Gateway) -> None:
+    # audio sent as fast as the socket takes it keeps gRPC writes in flight when Riva ends the
+    # call; its status (not the failed write's) is what the client must see
+    session = await gateway.create_session(
+        custom_configuration={"fake.fail_after_chunks": "5", "fake.fail_code": "INVALID_ARGUMENT"}
+    )
+    async with following(gateway, session) as (ws, events):
+        try:
+            await stream_audio(ws, seconds=3.0, end=False)
+        except ConnectionClosed as closed:  # the gateway may close before all of it is sent
+            assert closed.reason is not None
+            code, reason = closed.reason.code, closed.reason.reason
+        else:
+            code, reason, _ = await close_reason(ws)
+    assert (code, reason) == (4422, "invalid_config")
+    assert events.events[-2].data["grpc_code"] == "INVALID_ARGUMENT"
+    assert "reconnecting" not in events.names  # a client fault is not retried
+
+
+async def test_riva_ending_a_stream_early_while_audio_flows_is_not_a_failure(gateway: Gateway) -> None:
+    # every stream ends after 5 chunks (as Riva may, e.g. at its longest stream), having answered;
+    # the session opens the next one and goes on
+    session = await gateway.create_session(custom_configuration={**SCRIPT, "fake.end_after_chunks": "5"})
+    async with following(gateway, session) as (ws, events):
+        await stream_audio(ws, seconds=3.0)
+        code, _, _ = await close_reason(ws)
+    assert code == 1000
+    assert "error" not in events.names and "reconnecting" not in events.names
+    assert events.events[-1].data == {"reason": "finished"}
 
 
 async def test_riva_failing_on_every_stream_fails_the_session_after_the_reconnect_deadline(gateway: Gateway) -> None:

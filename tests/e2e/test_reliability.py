@@ -92,6 +92,21 @@ async def test_riva_dropping_mid_stream_is_survived_with_nothing_lost_or_repeate
     assert fake_riva.stats.snapshot()["failed"] == 1
 
 
+async def test_every_outage_of_a_long_session_gets_the_whole_reconnect_deadline(fake_riva: FakeRiva) -> None:
+    # eight separate outages, each after progress (a final): each is a new series, attempt 1 with
+    # the shortest backoff, so the eighth is retried as promptly as the first (a count kept for
+    # the whole session once slept through a whole deadline and probed only at its end)
+    cycles, outages = 6, 8
+    settings = Settings(riva_uri=fake_riva.target, riva_reconnect_deadline_s=1.0)
+    faults = {"fake.fail_after_chunks": "15", "fake.fault_times": str(outages), "fake.fault_id": "long-session"}
+    async with running_gateway(settings) as gateway:
+        events = await run_session(gateway, content_config(**faults), speech_audio(SPEECH * cycles))
+    assert events.finals == EXPECTED_FINALS * cycles
+    attempts = [e.data["attempt"] for e in events.events if e.event == "reconnecting"]
+    assert attempts == [1] * outages
+    assert events.events[-1].data == {"reason": "finished"}
+
+
 async def test_stalled_riva_is_treated_as_a_failure_and_reconnected(fake_riva: FakeRiva) -> None:
     settings = Settings(riva_uri=fake_riva.target, riva_stall_timeout_s=0.4, riva_reconnect_deadline_s=5)
     async with running_gateway(settings) as gateway:

@@ -20,9 +20,9 @@ SCRIPT = {"fake.transcript": "a long enough sentence to still be going", "fake.m
 IDLE_POOLS = ("Trio thread", "fake-riva")  # trio's idle worker cache and fake_riva's executor
 
 
-def gateway_threads() -> int:
-    """Threads of this process but fake_riva's (it serves each stream in a thread of its own)."""
-    return sum(1 for t in threading.enumerate() if not t.name.startswith("fake-riva"))
+def busy_thread_count() -> int:
+    """Threads at work in this process, but fake_riva's (it serves each stream in a thread)."""
+    return sum(1 for t in threading.enumerate() if not t.name.startswith(IDLE_POOLS))
 
 
 def busy_threads() -> set[str]:
@@ -41,12 +41,12 @@ async def test_stopping_the_gateway_mid_stream_ends_every_call_and_thread(
     before = busy_threads()
     closes: list[int] = []
     async with trio.open_nursery() as clients, running_gateway(settings) as gateway:
-        started = gateway_threads()
+        started = busy_thread_count()
         for _ in range(STREAMS):
             session = await gateway.create_session(custom_configuration=SCRIPT)
             clients.start_soon(hold_stream, gateway, session, closes)
         await wait_until(lambda: fake_riva.stats.snapshot()["active"] == STREAMS)
-        added = gateway_threads() - started
+        added = busy_thread_count() - started
         if riva_transport == "threads":  # a response-iterating worker and a request thread each
             assert added >= 2 * STREAMS
         else:  # the loop thread and grpc.aio's poller exist from the start
