@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, TypeVar, cast
 
@@ -95,6 +96,10 @@ class AioTransport:
             # not abandoned on cancel: the stop above ends the thread, and we wait for it
             await trio.to_thread.run_sync(self._riva_aio_loop, ready.set, limiter=trio.CapacityLimiter(1))
             nursery.cancel_scope.cancel()
+        # grpc.aio's poller thread lives until its last channel object is freed, and finished
+        # calls leave the closed channels in reference cycles: collect them, so that the thread
+        # ends with the gateway rather than at some later collection
+        gc.collect()
 
     async def _stop_when_cancelled(self) -> None:
         try:

@@ -56,5 +56,6 @@ async def test_stopping_the_gateway_mid_stream_ends_every_call_and_thread(
     assert len(closes) == STREAMS  # every client saw its socket close; none hangs
     await wait_until(lambda: fake_riva.stats.snapshot()["active"] == 0)
     assert fake_riva.stats.snapshot()["cancelled"] == STREAMS
-    await wait_until(lambda: busy_threads() <= before)
-    assert busy_threads() <= before
+    with trio.move_on_after(5):
+        await wait_until(lambda: busy_threads() <= before, 5)
+    assert busy_threads() <= before, busy_threads() - before
