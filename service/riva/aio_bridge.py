@@ -58,8 +58,6 @@ T = TypeVar("T")
 class AioTransport:
     """The loop, its thread, one ``grpc.aio`` channel per target, and the hand-off to trio."""
 
-    name = "aio"
-
     def __init__(self, limiter: trio.CapacityLimiter, targets: Iterable[RivaTarget]) -> None:
         self.limiter = limiter
         self._targets = list(targets)

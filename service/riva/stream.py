@@ -44,7 +44,6 @@ class RivaStream(Protocol):
 
 
 class Transport(Protocol):
-    name: str
     limiter: trio.CapacityLimiter  # bounds live Riva streams
 
     def open_stream(

@@ -21,14 +21,14 @@ from service.riva.channel import RivaTarget
 from service.riva.probe import probe
 
 log = logging.getLogger("reserve.riva")
+COOLDOWN_FIRST_S = 2.0
+COOLDOWN_MAX_S = 30.0
 
 
 class Probe(Protocol):
+    """Asks one target whether it answers; raises a ReserveError when it does not."""
+
     async def __call__(self, target: RivaTarget, *, timeout_s: float) -> object: ...
-
-
-COOLDOWN_FIRST_S = 2.0
-COOLDOWN_MAX_S = 30.0
 
 
 @dataclass(slots=True)

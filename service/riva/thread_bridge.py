@@ -34,8 +34,6 @@ _END: Final = object()
 class ThreadTransport:
     """Opens thread-bridged streams; the limiter bounds the worker threads they iterate in."""
 
-    name = "threads"
-
     def __init__(self, limiter: trio.CapacityLimiter) -> None:
         self.limiter = limiter
 
