@@ -44,7 +44,7 @@ from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
 from service.errors import ReserveError, UpstreamError, UpstreamUnavailable, from_grpc
-from service.riva.channel import RivaTarget
+from service.riva.channel import RivaTarget, open_aio_channel
 from service.riva.results import Result, from_response
 
 _END: Final = object()
@@ -205,11 +205,7 @@ class AioTransport:
         """The target's stub on the loop: one channel per target, opened on first use."""
         entry = self._channels.get(target.uri)
         if entry is None:
-            options = list(target.options)
-            if target.credentials is None:
-                channel = grpc.aio.insecure_channel(target.uri, options=options)
-            else:
-                channel = grpc.aio.secure_channel(target.uri, target.credentials, options=options)
+            channel = open_aio_channel(target)
             entry = self._channels[target.uri] = (channel, asr_grpc.RivaSpeechRecognitionStub(channel))
         return entry[1]
 

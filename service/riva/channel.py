@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
+import grpc.aio
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
 from service.settings import Settings
@@ -71,6 +72,15 @@ def open_target(settings: Settings, uri: str) -> RivaTarget:
         channel = grpc.insecure_channel(uri, options=options)
     stub = asr_grpc.RivaSpeechRecognitionStub(channel)
     return RivaTarget(uri, channel, stub, call_metadata(settings), credentials, options)
+
+
+def open_aio_channel(target: RivaTarget) -> grpc.aio.Channel:
+    """A grpc.aio channel to the target, with its credentials and options; call it on the
+    event loop that will own the channel."""
+    options = list(target.options)
+    if target.credentials is None:
+        return grpc.aio.insecure_channel(target.uri, options=options)
+    return grpc.aio.secure_channel(target.uri, target.credentials, options=options)
 
 
 def _read(path: object) -> bytes | None:
