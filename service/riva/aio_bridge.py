@@ -23,8 +23,11 @@ by the drain before it looks at the mailbox, and each "set, then look again" pai
 ordered so that a wake-up can be spurious but never lost.
 
 One grpc.aio quirk is worked around here (grpc/grpc#36066): when Riva ends a call while
-a write is in flight, the failed write overwrites Riva's status with INTERNAL. The
-first status the call reports to a done-callback is Riva's own, so that is the one used.
+a write is in flight, ``call.write`` turns the refused write into INTERNAL ("Internal error
+from Core") and sets that as the call's status, so Riva's own status (often OK: it ended the
+stream on purpose) is lost, whichever of the two arrives first. Audio is therefore written
+through the call's core object (``_send``): a refused write only ends the writer, and Riva's
+status reaches ``read()`` untouched.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import collections
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import grpc
 import grpc.aio
 import outcome
 import trio
+from grpc._cython import cygrpc
 from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
@@ -321,8 +325,6 @@ class AioStream:
         """The call, from its config to Riva's last response; raises what ended it early."""
         transport = self._transport
         call = transport.stub(self._target).StreamingRecognize(metadata=self._target.metadata or None)
-        first_status: list[tuple[grpc.StatusCode, str]] = []
-        call.add_done_callback(lambda done: _note_status(done, first_status))
         writer = asyncio.ensure_future(self._write(call))
         try:
             while True:
@@ -331,11 +333,6 @@ class AioStream:
                     return
                 transport.to_trio(self._deliver, from_response(response))
         except grpc.RpcError as exc:
-            if first_status and first_status[0][0] != exc.code():  # see the module's docstring
-                code, details = first_status[0]
-                if code == grpc.StatusCode.OK:
-                    return  # Riva ended the stream; a write in flight failed after it
-                exc = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
             raise from_grpc(exc) from None
         finally:
             if not call.done():  # cancelled from trio (which knows why), or a bug in conversion
@@ -343,7 +340,10 @@ class AioStream:
             _settle(writer)  # Riva ended the call: the writer may still wait for audio
 
     async def _write(self, call: Any) -> None:
-        await call.write(asr.StreamingRecognizeRequest(streaming_config=self._config))
+        """Riva's requests, config first; returns when the audio ended or Riva ended the call."""
+        await call.wait_for_connection()  # the call's metadata is out: requests may follow
+        if not await _send(call, asr.StreamingRecognizeRequest(streaming_config=self._config)):
+            return
         pending, loop = self._pending, self._transport.loop
         while True:
             if not pending:
@@ -357,7 +357,8 @@ class AioStream:
                 await call.done_writing()
                 return
             assert isinstance(item, bytes)
-            await call.write(asr.StreamingRecognizeRequest(audio_content=item))
+            if not await _send(call, asr.StreamingRecognizeRequest(audio_content=item)):
+                return  # Riva ended the call: read() reports how
             self._written += 1
             if self._room_waiter is not None:
                 self._transport.to_trio(self._room_freed)
@@ -368,23 +369,22 @@ async def _started_when(ready: trio.Event, task_status: trio.TaskStatus[None]) -
     task_status.started()
 
 
-def _note_status(call: Any, into: list[tuple[grpc.StatusCode, str]]) -> None:
-    """A done-callback: keep the call's first status. Its ``code()`` and ``details()`` are
-    coroutines that finish at once when the status is set, as it is here; if a grpc
-    version ever suspends in them, nothing is noted and the status read() raises stands."""
-    code, details = _at_once(call.code()), _at_once(call.details())
-    if isinstance(code, grpc.StatusCode) and not into:
-        into.append((code, details if isinstance(details, str) else ""))
+async def _send(call: Any, request: asr.StreamingRecognizeRequest) -> bool:
+    """Write one request; False if Riva has already ended the call (see the module's docstring).
 
-
-def _at_once(coroutine: Coroutine[Any, Any, T]) -> T | None:
-    """Run a coroutine that does not suspend; None (and the coroutine closed) if it would."""
+    Written through the call's core object rather than ``call.write``, which would replace
+    Riva's status with INTERNAL; a grpc without that object gets the public write."""
+    core = getattr(call, "_cython_call", None)
+    if core is None or not hasattr(core, "send_serialized_message"):
+        await call.write(request)
+        return True
+    if call.done():
+        return False
     try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return cast(T, stop.value)
-    coroutine.close()
-    return None
+        await core.send_serialized_message(request.SerializeToString())
+    except cygrpc.InternalError:
+        return False
+    return True
 
 
 def _settle(task: asyncio.Task[None]) -> None:
