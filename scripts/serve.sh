@@ -18,4 +18,4 @@ if [ -z "${RESERVE_API_KEYS:-}" ] && [ -z "${RESERVE_API_KEYS_FILE:-}" ] && [ -z
     echo "serve.sh: no RESERVE_API_KEYS / RESERVE_API_KEYS_FILE: starting with RESERVE_AUTH_DISABLED=true (local use only)" >&2
     export RESERVE_AUTH_DISABLED=true
 fi
-exec .venv/bin/python -m service serve --config hypercorn.toml --bind "${RESERVE_BIND:-127.0.0.1:8000}"
+exec .venv/bin/reserve serve --config hypercorn.toml --bind "${RESERVE_BIND:-127.0.0.1:8000}"
