@@ -22,7 +22,7 @@ def load_checked_settings(workers_flag: int | None) -> tuple[Settings, int]:
     except ValidationError as exc:
         raise StartupError(validation_problems(exc)) from None
     workers = workers_flag if workers_flag is not None else settings.workers
-    problems = process_model_problems(settings, workers)
+    problems = process_model_problems(settings, workers) + auth_problems(settings)
     if problems:
         raise StartupError(problems)
     return settings, workers
@@ -52,3 +52,14 @@ def process_model_problems(settings: Settings, workers: int) -> list[str]:
             "set it, or run one worker (RESERVE_WORKERS=1)"
         ]
     return []
+
+
+def auth_problems(settings: Settings) -> list[str]:
+    """Refused here too, so that no worker is started only to fail (the gateway checks the keys
+    file itself when it starts)."""
+    if settings.auth_disabled or settings.api_keys.get_secret_value().strip(" ,") or settings.api_keys_file:
+        return []
+    return [
+        "no API keys configured: set RESERVE_API_KEYS (comma-separated) or RESERVE_API_KEYS_FILE "
+        "(one key per line), or RESERVE_AUTH_DISABLED=true for local development"
+    ]

@@ -16,7 +16,19 @@ def run_here(config: Config, sockets: Sockets) -> int:
 
     try:
         trio.run(serve_app, app, config, sockets)
-    except (LifespanFailureError, LifespanTimeoutError) as exc:
-        print(f"reserve serve: the gateway failed to start: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        reason = startup_failure(exc)
+        if reason is None:
+            raise
+        print(f"reserve serve: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def startup_failure(exc: BaseException) -> str | None:
+    """One line for a gateway that failed to start (its own log said why in full), else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, LifespanFailureError | LifespanTimeoutError):
+        return f"the gateway failed to start: {exc}"
+    return None

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import trio
 from hypercorn.config import Config, Sockets
-from hypercorn.utils import LifespanFailureError, LifespanTimeoutError
 from quart_trio import QuartTrio
 
 from service.serving.config import hypercorn_config
 from service.serving.host import serve_app
+from service.serving.single import startup_failure
 
 READY = b"ready\n"
 
@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         trio.run(_serve, app, config, sockets, args.ready_fd)
-    except (LifespanFailureError, LifespanTimeoutError) as exc:
-        print(f"reserve worker {os.getpid()}: the gateway failed to start: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        reason = startup_failure(exc)
+        if reason is None:
+            raise
+        print(f"reserve worker {os.getpid()}: {reason}", file=sys.stderr)
         return 1
     return 0
 

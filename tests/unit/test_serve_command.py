@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("RESERVE_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("RESERVE_AUTH_DISABLED", "true")  # as serve.sh runs it; keys: tested below
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -44,6 +45,17 @@ def test_the_workers_setting_counts_and_the_flag_wins(
     assert "3 workers need RESERVE_REDIS_URL" in line
     (line,) = refused(["serve", "--workers", "4"], capsys)
     assert "4 workers need RESERVE_REDIS_URL" in line
+
+
+def test_no_api_keys_is_refused_before_any_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RESERVE_AUTH_DISABLED")
+    (line,) = refused(["serve"], capsys)
+    assert line.startswith("reserve serve: no API keys configured: set RESERVE_API_KEYS")
+    monkeypatch.setenv("RESERVE_API_KEYS", " , ")
+    (line,) = refused(["serve", "--workers", "2"], capsys)[1:]
+    assert line.startswith("reserve serve: no API keys configured")
 
 
 def test_each_bad_setting_is_one_line_naming_its_variable(
@@ -90,7 +102,7 @@ def test_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_dash_m_service_and_the_console_script_run_the_same_command() -> None:
-    env = {"PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin", "RESERVE_AUTH_DISABLED": "true"}
     script = Path(sys.executable).parent / "reserve"
     for command in ([sys.executable, "-m", "service"], [str(script)]):
         result = subprocess.run(
