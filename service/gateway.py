@@ -24,6 +24,7 @@ from service.sessions.session import Runtime
 from service.settings import Settings
 
 log = logging.getLogger("reserve")
+AT_ONCE_S = 5.0  # bound on ending every session at once (their cancellation is shielded cleanup)
 
 
 class Gateway:
@@ -83,13 +84,18 @@ class Gateway:
         self._scope.cancel()
         await self._stopped.wait()
 
-    async def drain(self) -> None:
+    async def drain(self, *, at_once: bool = False) -> None:
         """No new sessions; live ones get ``RESERVE_SHUTDOWN_GRACE_S`` to end by themselves, then
-        are finalized (finals delivered, ``end`` reason ``shutdown``). Returns once none is live."""
+        are finalized (finals delivered, ``end`` reason ``shutdown``). Returns once none is live.
+        ``at_once`` (a second stop request): no grace and no wait for finals; they end now."""
         if self.registry is None:  # not started yet: nothing to drain
             return
         settings = self.settings
-        await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
+        if at_once:
+            with trio.move_on_after(AT_ONCE_S):
+                await self.registry.drain(grace_s=0, finish_s=0)
+        else:
+            await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
         await trio.sleep(0.2)  # let event streams flush their last bytes
         log.info("sessions drained; stopping the server")
 

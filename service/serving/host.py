@@ -5,7 +5,6 @@ shell's background job ignores)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -92,14 +91,17 @@ async def _drain_then_stop(gateway: Gateway, asks: trio.MemoryReceiveChannel[str
         why,
         gateway.settings.shutdown_grace_s,
     )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(_hurry, asks, nursery.cancel_scope))
-        await gateway.drain()
-        nursery.cancel_scope.cancel()
+    with trio.CancelScope() as drain:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_hurry, asks, drain)
+            await gateway.drain()
+            nursery.cancel_scope.cancel()
+    if drain.cancelled_caught:
+        await gateway.drain(at_once=True)
     stop.set()
 
 
 async def _hurry(asks: trio.MemoryReceiveChannel[str], drain: trio.CancelScope) -> None:
     why = await asks.receive()
-    log.warning("%s again: stopping now; live sessions end with the server", why)
+    log.warning("%s again: ending live sessions now, without waiting for their finals", why)
     drain.cancel()

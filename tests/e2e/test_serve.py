@@ -15,7 +15,7 @@ import psutil
 import pytest
 import trio
 
-from tests.harness import SERVE, served
+from tests.harness import SERVE, poll_until, served
 from tests.redis_server import RedisServer, redis_server
 from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
 
@@ -49,6 +49,29 @@ async def test_one_worker_drains_a_live_session_on_sigterm_with_sigint_ignored(t
         assert await server.wait_exit() == 0
         assert not alive(family), "no process left behind"
         assert "SIGTERM: draining sessions" in server.log
+
+
+async def test_a_second_sigterm_ends_live_sessions_at_once(tmp_path: Path) -> None:
+    env = {**DEMO, "RESERVE_SHUTDOWN_GRACE_S": "60"}
+    with served(SERVE, tmp_path / "serve.log", **env) as server:
+        await server.wait_healthy()
+        results: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            _, session = await create_on_worker(server, set())
+            await nursery.start(hold_live_session, server, session, results)
+            server.process.send_signal(signal.SIGTERM)
+            await poll_until(lambda: as_true("draining sessions for up to 60 s" in server.log))
+            second = trio.current_time()
+            server.process.send_signal(signal.SIGTERM)
+        code, _, events = results[session["id"]]
+        assert events.events[-1].data == {"reason": "shutdown"} and code == 1001
+        assert await server.wait_exit() == 0
+        assert trio.current_time() - second < 8, "not the 60 s grace"
+        assert "SIGTERM again: ending live sessions now" in server.log
+
+
+async def as_true(value: bool) -> bool:
+    return value
 
 
 async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
