@@ -52,14 +52,29 @@ async def serve_app(
             nursery.start_soon(_watch_parent, parent, asks_in.clone())
         asks_in.close()
         nursery.start_soon(_drain_then_stop, gateway, asks, stop)
-        await worker_serve(
-            wrap_app(app, config.wsgi_max_body_size, None),
-            config,
-            sockets=sockets,
-            shutdown_trigger=stop.wait,
-            task_status=task_status,
-        )
-        nursery.cancel_scope.cancel()
+        binds = await nursery.start(_run_server, app, config, sockets, stop, nursery.cancel_scope)
+        if gateway.registry is None:  # hypercorn goes on after a failed start-up; its error follows
+            await trio.sleep_forever()
+        task_status.started(binds)
+
+
+async def _run_server(
+    app: QuartTrio,
+    config: Config,
+    sockets: Sockets,
+    stop: trio.Event,
+    done: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, None),
+        config,
+        sockets=sockets,
+        shutdown_trigger=stop.wait,
+        task_status=task_status,
+    )
+    done.cancel()
 
 
 async def _receive_signals(asks: trio.MemorySendChannel[str], *, task_status: trio.TaskStatus[None]) -> None:

@@ -123,3 +123,19 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
         assert "SIGTERM: draining 2 workers" in log
         assert log.count("SIGTERM: draining sessions") == 2, "the drain went to each worker"
         assert log.count("stopped: exited with status 0") == 2
+
+
+async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A keys file that cannot be read: each worker fails its start-up (and is never reported
+    ready); after five such exits in a row the supervisor gives up rather than loop forever."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_API_KEYS_FILE": str(tmp_path / "missing")}
+    env.pop("RESERVE_AUTH_DISABLED")
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+        assert await server.wait_exit(60) == 1
+        log = server.log
+        assert "before it was ready, 5 times in a row: stopping" in log
+        assert " ready (pid " not in log
+        assert "restarting it in 0.5 s" in log and "restarting it in 4.0 s" in log, "with backoff"
+        assert "the gateway failed to start: " in log  # each worker's one line
