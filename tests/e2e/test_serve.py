@@ -139,3 +139,23 @@ async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
         assert " ready (pid " not in log
         assert "restarting it in 0.5 s" in log and "restarting it in 4.0 s" in log, "with backoff"
         assert "the gateway failed to start: " in log  # each worker's one line
+
+
+async def test_a_worker_that_does_not_drain_in_time_is_killed(tmp_path: Path, redis_server: RedisServer) -> None:
+    """One worker stopped (SIGSTOP) cannot drain: the other stops cleanly; the stuck one is killed
+    once the drain's deadlines and the margin have passed, and the supervisor exits 1."""
+    config = tmp_path / "hypercorn.toml"
+    config.write_text("graceful_timeout = 1\n")
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_FINISH_TIMEOUT_S": "1"}
+    command = [*SERVE, "--workers", "2", "--config", str(config)]
+    with served(command, tmp_path / "serve.log", **env) as server:
+        await server.wait_healthy()
+        stuck, other = sorted(await answering_pids(server, 2))
+        os.kill(stuck, signal.SIGSTOP)
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.wait_exit(30) == 1
+        log = server.log
+        assert "any still running after 12 s is killed" in log  # 0.5 grace + 1 finals + 1 hypercorn + 10
+        assert f"(pid {stuck}) still running after 12 s: killed" in log
+        assert f"(pid {other}) stopped: exited with status 0" in log
+        assert not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == psutil.STATUS_ZOMBIE
