@@ -102,7 +102,7 @@ def _ask(asks: trio.MemorySendChannel[str], why: str) -> None:
 async def _drain_then_stop(gateway: Gateway, asks: trio.MemoryReceiveChannel[str], stop: trio.Event) -> None:
     why = await asks.receive()
     log.warning(
-        "%s: draining sessions for up to %.0f s, then stopping (again to stop at once)",
+        "%s: draining sessions for up to %g s, then stopping (again to stop at once)",
         why,
         gateway.settings.shutdown_grace_s,
     )

@@ -92,7 +92,7 @@ class Supervisor:
         else:
             self._stopping.set()
             log.warning(
-                "%s: draining %d workers; any still running after %.0f s is killed",
+                "%s: draining %d workers; any still running after %g s is killed",
                 why,
                 len(self._running),
                 self.stop_deadline_s,
@@ -104,7 +104,7 @@ class Supervisor:
     async def _kill_stragglers(self) -> None:
         await trio.sleep(self.stop_deadline_s)
         for slot, process in self._running.items():
-            log.error("worker %d (pid %d) still running after %.0f s: killed", slot, process.pid, self.stop_deadline_s)
+            log.error("worker %d (pid %d) still running after %g s: killed", slot, process.pid, self.stop_deadline_s)
             process.kill()
             self._failed = True
 

@@ -93,6 +93,17 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
         assert replacements <= {p.pid for p in psutil.Process(server.process.pid).children()}
         assert f"(pid {victim}) killed by SIGKILL; restarting it in" in server.log
 
+        # SIGTERM to one worker: it drains and exits, and only it is replaced
+        (replacement,) = replacements
+        os.kill(survivor, signal.SIGTERM)
+        answered = []
+        with trio.fail_after(30):
+            while not (newest := set(answered) - first - replacements):
+                answered.append((await server.healthz())["pid"])
+        assert replacement in answered  # answering throughout (the survivor too, while it drains)
+        assert f"(pid {survivor}) exited with status 0; restarting it in" in server.log
+        assert len(newest) == 1 and len(psutil.Process(server.process.pid).children()) == 2
+
         # the supervisor killed -9 as well: its workers notice (their stdin pipe ends) and drain
         workers = psutil.Process(server.process.pid).children()
         server.process.kill()
@@ -155,7 +166,7 @@ async def test_a_worker_that_does_not_drain_in_time_is_killed(tmp_path: Path, re
         server.process.send_signal(signal.SIGTERM)
         assert await server.wait_exit(30) == 1
         log = server.log
-        assert "any still running after 12 s is killed" in log  # 0.5 grace + 1 finals + 1 hypercorn + 10
-        assert f"(pid {stuck}) still running after 12 s: killed" in log
+        assert "any still running after 12.5 s is killed" in log  # 0.5 grace + 1 finals + 1 hypercorn + 10
+        assert f"(pid {stuck}) still running after 12.5 s: killed" in log
         assert f"(pid {other}) stopped: exited with status 0" in log
         assert not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == psutil.STATUS_ZOMBIE
