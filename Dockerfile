@@ -27,10 +27,11 @@ ENV PATH=/opt/reserve/bin:$PATH \
     RESERVE_WEB_DIR=/app/web
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM drains: live sessions get RESERVE_SHUTDOWN_GRACE_S (20 s), then their finals are flushed
-# (up to RESERVE_FINISH_TIMEOUT_S), then hypercorn stops. Give it time: docker stop --time 60,
-# compose stop_grace_period, Kubernetes terminationGracePeriodSeconds (see deploy/).
+# SIGTERM drains every worker: live sessions get RESERVE_SHUTDOWN_GRACE_S (20 s), then their finals
+# are flushed (up to RESERVE_FINISH_TIMEOUT_S), then hypercorn stops. Give it time: docker stop
+# --time 60, compose stop_grace_period, Kubernetes terminationGracePeriodSeconds (see deploy/).
+# RESERVE_WORKERS=N (with RESERVE_REDIS_URL) runs N workers on the one port.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
-ENTRYPOINT ["hypercorn", "--config", "hypercorn.toml", "service.app:app"]
+CMD ["python", "-m", "service", "serve"]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install Reserve into ./.venv (first run only) and serve it on http://127.0.0.1:8000.
-# With no RESERVE_RIVA_URI set, the bundled offline recognizer (pocketsphinx) answers.
+# With no RESERVE_RIVA_URI set, the bundled offline recognizer (pocketsphinx) answers; one worker,
+# state in memory (RESERVE_WORKERS=N with RESERVE_REDIS_URL for more). Ctrl-C or SIGTERM drains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/hypercorn ] || [ pyproject.toml -nt .venv/.installed ]; then
+if [ ! -x .venv/bin/reserve ] || [ pyproject.toml -nt .venv/.installed ]; then
     "$PYTHON" -m venv .venv
     .venv/bin/pip install --quiet --upgrade pip
     .venv/bin/pip install --quiet -e .
@@ -17,4 +18,4 @@ if [ -z "${RESERVE_API_KEYS:-}" ] && [ -z "${RESERVE_API_KEYS_FILE:-}" ] && [ -z
     echo "serve.sh: no RESERVE_API_KEYS / RESERVE_API_KEYS_FILE: starting with RESERVE_AUTH_DISABLED=true (local use only)" >&2
     export RESERVE_AUTH_DISABLED=true
 fi
-exec .venv/bin/hypercorn --config hypercorn.toml --bind "${RESERVE_BIND:-127.0.0.1:8000}" service.app:app
+exec .venv/bin/reserve serve --config hypercorn.toml --bind "${RESERVE_BIND:-127.0.0.1:8000}"

@@ -24,6 +24,7 @@ from service.sessions.session import Runtime
 from service.settings import Settings
 
 log = logging.getLogger("reserve")
+AT_ONCE_S = 5.0  # bound on ending every session at once (their cancellation is shielded cleanup)
 
 
 class Gateway:
@@ -36,6 +37,8 @@ class Gateway:
         self._targets: TargetPool | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
+        # hypercorn's CLI leaves SIGTERM to the app; ``reserve serve`` handles it and clears this
+        self.watch_signals = True
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
@@ -65,7 +68,7 @@ class Gateway:
                             ask=transport.probe,
                         )
                     )
-                    if threading.current_thread() is threading.main_thread():
+                    if self.watch_signals and threading.current_thread() is threading.main_thread():
                         nursery.start_soon(self._drain_on_sigterm)
                     task_status.started(self.registry)
                     await trio.sleep_forever()
@@ -81,21 +84,33 @@ class Gateway:
         self._scope.cancel()
         await self._stopped.wait()
 
-    @trio.lowlevel.enable_ki_protection  # the SIGINT we raise must reach hypercorn's main task, not us
+    async def drain(self, *, at_once: bool = False) -> None:
+        """No new sessions; live ones get ``RESERVE_SHUTDOWN_GRACE_S`` to end by themselves, then
+        are finalized (finals delivered, ``end`` reason ``shutdown``). Returns once none is live.
+        ``at_once`` (a second stop request): no grace and no wait for finals; they end now."""
+        if self.registry is None:  # not started yet: nothing to drain
+            return
+        settings = self.settings
+        if at_once:
+            with trio.move_on_after(AT_ONCE_S):
+                await self.registry.drain(grace_s=0, finish_s=0)
+        else:
+            await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
+        await trio.sleep(0.2)  # let event streams flush their last bytes
+        log.info("sessions drained; stopping the server")
+
+    @trio.lowlevel.enable_ki_protection  # the KeyboardInterrupt we deliver must reach hypercorn's main task
     async def _drain_on_sigterm(self) -> None:
-        """SIGTERM (docker stop, Kubernetes): drain the sessions first, then let hypercorn
-        stop as it does on Ctrl-C, so readers get their finals and ``end`` before it closes
-        their connections. (hypercorn.toml runs the worker in this process: ``workers = 0``.)"""
+        """Under hypercorn's own CLI (``hypercorn service.app:app``), which leaves SIGTERM to the
+        process: drain the sessions first, then stop hypercorn as Ctrl-C does. ``reserve serve``
+        owns the signals instead (``watch_signals = False``) and stops hypercorn through its
+        shutdown trigger."""
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async for _ in signals:
                 break
-        settings = self.settings
-        log.warning("SIGTERM: draining sessions for up to %.0f s", settings.shutdown_grace_s)
-        assert self.registry is not None
-        await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
-        await trio.sleep(0.2)  # let event streams flush their last bytes
-        log.info("sessions drained; stopping the server")
-        os.kill(os.getpid(), signal.SIGINT)
+        log.warning("SIGTERM: draining sessions for up to %.0f s", self.settings.shutdown_grace_s)
+        await self.drain()
+        stop_hypercorn_cli()
 
     async def _start_embedded(self) -> str:
         from fake_riva import FakeRiva
@@ -120,3 +135,21 @@ class Gateway:
 
             assert isinstance(self._embedded, FakeRiva)
             await trio.to_thread.run_sync(self._embedded.stop, 1.0)
+
+
+def stop_hypercorn_cli() -> None:
+    """Stop hypercorn's CLI worker the way Ctrl-C does: a KeyboardInterrupt in trio's main task.
+
+    With SIGINT ignored (a shell script's background job), trio installed no SIGINT handler and
+    a SIGINT to ourselves would be lost, so the interrupt is handed to trio's runner directly,
+    which is what trio's own SIGINT handler does."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        os.kill(os.getpid(), signal.SIGINT)
+        return
+    from trio._core._run import GLOBAL_RUN_CONTEXT  # no public API delivers KeyboardInterrupt
+
+    runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
+    if runner is None or not hasattr(runner, "deliver_ki"):
+        log.error("SIGINT is ignored and trio offers no way to stop hypercorn: use 'python -m service serve'")
+        return
+    runner.deliver_ki()

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Sessions an API key may create per minute (0: no limit)"
     )
     log_transcripts: bool = Field(False, description="Log transcript text at DEBUG (never at INFO)")
+    redis_url: str = Field(
+        "", description="Redis URL (redis:// or rediss://) for shared state; empty: one process, state in memory"
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Worker processes serving one port (`serve --workers` wins); >1 needs redis_url"
+    )
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:

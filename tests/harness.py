@@ -6,11 +6,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import trio
 from httpx_sse import aconnect_sse
 from hypercorn.config import Config
@@ -232,3 +238,73 @@ async def close_reason(ws: WebSocketConnection) -> tuple[int, str, list[Any]]:
         except ConnectionClosed as closed:
             assert closed.reason is not None
             return closed.reason.code, closed.reason.reason or "", frames
+
+
+# --- the service as a child process (``python -m service serve``, hypercorn's CLI) -------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVE = [sys.executable, "-m", "service", "serve"]
+
+
+@dataclass
+class Served:
+    """A server started as a child process; ``log`` is what it printed (stdout and stderr)."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def family(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True) if self.process.poll() is None else []
+
+    async def healthz(self) -> dict[str, Any]:
+        """``/healthz`` over a fresh connection, so that several workers all get a turn."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
+            response = await http.get("/healthz", headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+    async def wait_healthy(self, timeout_s: float = 30) -> None:
+        with trio.fail_after(timeout_s):
+            while True:
+                assert self.process.poll() is None, f"the server exited during start-up:\n{self.log}"
+                with contextlib.suppress(httpx.TransportError):
+                    await self.healthz()
+                    return
+                await trio.sleep(0.1)
+
+    async def wait_exit(self, timeout_s: float = 30) -> int:
+        return await trio.to_thread.run_sync(self.process.wait, timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def served(command: list[str], log_path: Path, *, ignore_sigint: bool = False, **env: str) -> Iterator[Served]:
+    """Start ``command`` (with ``--bind`` on a free port appended) with the ``RESERVE_*`` given
+    (and the transport the test runs with); on exit kill whatever of it is left."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
+    environ.update({k: v for k, v in os.environ.items() if k == "RESERVE_RIVA_TRANSPORT"}, **env)
+    argv = [*command, "--bind", f"127.0.0.1:{port}"]
+    if ignore_sigint:  # as a shell script's background job (`./scripts/serve.sh &`) starts it
+        argv = ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *argv]
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    server = Served(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        yield server
+    finally:
+        family = server.family()
+        for child in [psutil.Process(process.pid), *family] if process.poll() is None else family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        process.wait()

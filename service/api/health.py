@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from quart import Blueprint, Response, current_app, jsonify
@@ -15,7 +16,8 @@ blueprint = Blueprint("health", __name__)
 @blueprint.get("/healthz")
 async def healthz() -> Response:
     reg = registry()
-    return jsonify({"status": "ok", "live_sessions": reg.live_sessions})
+    # pid: which worker answered, when several share the port (reserve serve --workers N)
+    return jsonify({"status": "ok", "live_sessions": reg.live_sessions, "pid": os.getpid()})
 
 
 @blueprint.get("/readyz")

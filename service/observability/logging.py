@@ -45,7 +45,7 @@ def extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, then any extra fields."""
+    """One JSON object per line: ts, level, logger, message, pid, then any extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -53,6 +53,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
+            "pid": record.process,  # which worker, when several serve one port
         }
         for key, value in extras(record).items():
             payload.setdefault(key, value)

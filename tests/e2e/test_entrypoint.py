@@ -1,4 +1,5 @@
-"""The container's entry point, run as it is (outside Docker): hypercorn with hypercorn.toml.
+"""The container's command, run as the Dockerfile says (outside Docker): ``python -m service serve``
+with hypercorn.toml.
 
 No Riva is configured, so the bundled recognizer starts in-process. The server must get
 ready, log JSON lines once each with no token in them, and exit cleanly on SIGTERM
@@ -29,9 +30,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def hypercorn_command() -> list[str]:
-    script = Path(sys.executable).parent / "hypercorn"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "hypercorn"]
+def container_command() -> list[str]:
+    """The Dockerfile's CMD, with this interpreter for its ``python``."""
+    (cmd,) = [line[len("CMD ") :] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    command: list[str] = json.loads(cmd)
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
 
 
 def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
@@ -55,7 +59,7 @@ def test_entry_point_serves_logs_json_once_and_exits_cleanly_on_sigterm(tmp_path
     env.update(RESERVE_EMBEDDED_RECOGNIZER="scripted", RESERVE_LOG_FORMAT="json", RESERVE_SHUTDOWN_GRACE_S="1")
     env.update(RESERVE_API_KEYS=api_key)
     out_path = tmp_path / "server.log"
-    command = [*hypercorn_command(), "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}", "service.app:app"]
+    command = [*container_command(), "--bind", f"127.0.0.1:{port}"]
     with out_path.open("wb") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

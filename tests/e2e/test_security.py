@@ -511,9 +511,9 @@ def hypercorn_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[str
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "service", "serve", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}"]
     with log_path.open("wb") as out:
-        server = subprocess.Popen([*command, "service.app:app"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
         yield f"http://127.0.0.1:{port}", server
     finally:

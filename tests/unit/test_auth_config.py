@@ -131,7 +131,7 @@ def test_token_lifetimes_are_checked() -> None:
 def test_serve_sh_turns_auth_off_only_when_nothing_is_configured(
     tmp_path: Path, env: dict[str, str], expected: str
 ) -> None:
-    """serve.sh copied beside a stand-in hypercorn that prints what it was started with."""
+    """serve.sh copied beside a stand-in ``reserve`` that prints what it was started with."""
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "scripts").mkdir()
     script = tmp_path / "scripts" / "serve.sh"
@@ -139,14 +139,15 @@ def test_serve_sh_turns_auth_off_only_when_nothing_is_configured(
     (tmp_path / "pyproject.toml").write_text("")
     venv_bin = tmp_path / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
-    fake = venv_bin / "hypercorn"
-    fake.write_text('#!/bin/sh\necho "auth_disabled=${RESERVE_AUTH_DISABLED:-}"\n')
+    fake = venv_bin / "reserve"
+    fake.write_text('#!/bin/sh\necho "auth_disabled=${RESERVE_AUTH_DISABLED:-}"\necho "$@" >&2\n')
     fake.chmod(0o755)
     (tmp_path / ".venv" / ".installed").touch()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RESERVE_")}
     result = subprocess.run(["bash", str(script)], env={**clean, **env}, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == f"auth_disabled={expected}"
     assert ("RESERVE_AUTH_DISABLED=true" in result.stderr) == (expected == "true")
+    assert "serve --config hypercorn.toml --bind 127.0.0.1:8000" in result.stderr  # reserve serve, one worker
 
 
 def test_a_spent_token_replayed_uses_up_nothing_and_a_refused_one_stays_good() -> None:

@@ -38,7 +38,8 @@ def test_dockerfile_runs_the_tested_entry_point_as_non_root() -> None:
     ops = dict(runtime)
     assert sum(op == "FROM" for op, _ in instructions) == 2, "multi-stage"
     assert runtime[0][1].startswith("python:3.11-slim")
-    assert json.loads(ops["ENTRYPOINT"]) == ["hypercorn", "--config", "hypercorn.toml", "service.app:app"]
+    assert "ENTRYPOINT" not in ops
+    assert json.loads(ops["CMD"]) == ["python", "-m", "service", "serve"]  # run by tests/e2e/test_entrypoint.py
     user = ops["USER"].split(":")[0]
     assert user.isdigit() and int(user) != 0
     assert ops["EXPOSE"] == str(PORT) and ops["STOPSIGNAL"] == "SIGTERM"
@@ -69,6 +70,13 @@ def test_compose_puts_reserve_next_to_riva_on_a_gpu() -> None:
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert "--riva-uri=0.0.0.0:50051" in riva["command"]
     assert reserve["environment"]["RESERVE_RIVA_URI"] == "riva:50051"
+    redis = compose["services"]["redis"]
+    assert reserve["environment"]["RESERVE_REDIS_URL"] == "redis://redis:6379/0"
+    assert reserve["depends_on"]["redis"]["condition"] == "service_healthy" and "healthcheck" in redis
+    assert re.fullmatch(r"\$\{RESERVE_WORKERS:-[2-9]\}", reserve["environment"]["RESERVE_WORKERS"])
+    assert_redis_keeps_history(redis["command"])
+    (volume,) = redis["volumes"]
+    assert volume.endswith(":/data") and volume.split(":")[0] in compose["volumes"], "persistent"
     assert set(reserve["environment"]) <= settings_names()
     assert reserve["build"] == {"context": "..", "dockerfile": "Dockerfile"}
     assert reserve["depends_on"]["riva"]["condition"] == "service_healthy"
@@ -76,17 +84,28 @@ def test_compose_puts_reserve_next_to_riva_on_a_gpu() -> None:
     assert int(reserve["stop_grace_period"].rstrip("s")) >= 50
 
 
+def assert_redis_keeps_history(argv: list[str]) -> None:
+    """Append-only persistence (a restart keeps the sessions' events) and noeviction (a full Redis
+    refuses writes rather than drop history readers resume from), with a memory bound."""
+    options = dict(zip(argv[argv[0] == "redis-server" :: 2], argv[1 + (argv[0] == "redis-server") :: 2], strict=True))
+    assert options["--appendonly"] == "yes"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert re.fullmatch(r"[0-9]+[mg]b", options["--maxmemory"])
+
+
 def kubernetes_documents() -> dict[str, dict[str, Any]]:
+    """Each manifest by kind, and by kind/name where a kind comes twice (two Services)."""
     docs: dict[str, dict[str, Any]] = {}
     for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            docs[doc["kind"]] = doc
+            docs.setdefault(doc["kind"], doc)
+            docs[f"{doc['kind']}/{doc.get('metadata', {}).get('name', '')}"] = doc
     return docs
 
 
 def test_kubernetes_deployment_probes_and_service_fit_together() -> None:
     docs = kubernetes_documents()
-    deployment, service = docs["Deployment"], docs["Service"]
+    deployment, service = docs["Deployment"], docs["Service/reserve"]
     pod = deployment["spec"]["template"]
     labels = pod["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -97,16 +116,43 @@ def test_kubernetes_deployment_probes_and_service_fit_together() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    assert service["spec"].get("sessionAffinity", "None") == "None", "any pod serves any session: no affinity"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["terminationGracePeriodSeconds"] >= 50
     assert {e["name"] for e in container["env"]} <= settings_names()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    workers = int(env["RESERVE_WORKERS"])
+    assert workers > 1 and float(container["resources"]["requests"]["cpu"]) >= workers, "a core per worker"
+    redis_service = docs["Service/reserve-redis"]
+    port = redis_service["spec"]["ports"][0]
+    assert env["RESERVE_REDIS_URL"] == f"redis://{redis_service['metadata']['name']}:{port['port']}/0"
     kustomization = docs["Kustomization"]
-    assert sorted(kustomization["resources"]) == ["deployment.yaml", "service.yaml"]
-    assert "session affinity" in (DEPLOY / "kubernetes" / "README.md").read_text().lower()
+    assert sorted(kustomization["resources"]) == ["deployment.yaml", "redis.yaml", "service.yaml"]
+    readme = " ".join((DEPLOY / "kubernetes" / "README.md").read_text().lower().split())
+    assert "any pod serves any request of any session" in readme and "taken over" in readme
+    assert "sessionaffinity: clientip" not in readme
+
+
+def test_kubernetes_redis_is_persistent_bounded_and_reachable() -> None:
+    docs = kubernetes_documents()
+    service, redis = docs["Service/reserve-redis"], docs["StatefulSet/reserve-redis"]
+    pod = redis["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert redis["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert (
+        not service["spec"]["selector"].items() <= docs["Deployment"]["spec"]["template"]["metadata"]["labels"].items()
+    )
+    (container,) = pod["spec"]["containers"]
+    assert_redis_keeps_history(container["args"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert service["spec"]["ports"][0]["targetPort"] == "redis" and ports == {"redis": 6379}
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
 def test_kubernetes_manifests_match_the_api_schemas() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    for kind in ("Deployment", "Service"):
-        kubernetes_validate.validate(kubernetes_documents()[kind], "1.30", strict=True)
+    docs = kubernetes_documents()
+    for name in ("Deployment", "Service/reserve", "Service/reserve-redis", "StatefulSet/reserve-redis"):
+        kubernetes_validate.validate(docs[name], "1.30", strict=True)

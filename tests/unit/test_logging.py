@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 from hypercorn.logging import AccessLogAtoms
 
@@ -30,6 +31,7 @@ def test_json_lines_carry_extras_as_keys() -> None:
     line = json.loads(JsonFormatter().format(record("session %s created", "abc", session_id="abc")))
     assert line["message"] == "session abc created" and line["session_id"] == "abc"
     assert line["level"] == "INFO" and line["logger"] == "reserve.session" and line["ts"].endswith("+00:00")
+    assert line["pid"] == os.getpid()  # tells workers apart
 
 
 def test_text_lines_add_the_session_id_only_when_the_message_lacks_it() -> None:

@@ -1,0 +1,34 @@
+"""``reserve serve`` with one worker: the app in this process, on sockets bound already."""
+
+from __future__ import annotations
+
+import sys
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import LifespanFailureError, LifespanTimeoutError
+
+from service.serving.host import serve_app
+
+
+def run_here(config: Config, sockets: Sockets) -> int:
+    from service.app import app  # the settings were checked: importing builds the app from them
+
+    try:
+        trio.run(serve_app, app, config, sockets)
+    except BaseException as exc:
+        reason = startup_failure(exc)
+        if reason is None:
+            raise
+        print(f"reserve serve: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def startup_failure(exc: BaseException) -> str | None:
+    """One line for a gateway that failed to start (its own log said why in full), else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, LifespanFailureError | LifespanTimeoutError):
+        return f"the gateway failed to start: {exc}"
+    return None

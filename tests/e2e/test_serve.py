@@ -1,0 +1,172 @@
+"""``python -m service serve``: one worker or several on one port, each stopped by SIGTERM after
+draining its live sessions, also when started with SIGINT ignored (a shell's background job).
+
+Every test here starts the real command as a child process (beside a real redis-server for more
+than one worker) and reaches its sessions with the clients of ``tests/serving.py``."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import trio
+
+from tests.harness import SERVE, poll_until, served
+from tests.redis_server import RedisServer, redis_server
+from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
+
+__all__ = ["redis_server"]  # a fixture, used by name
+
+DEMO = {
+    "RESERVE_EMBEDDED_RECOGNIZER": "scripted",
+    "RESERVE_AUTH_DISABLED": "true",
+    "RESERVE_SHUTDOWN_GRACE_S": "0.5",
+    "RESERVE_FINISH_TIMEOUT_S": "5",
+    "RESERVE_LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(autouse=True)
+def riva_transport() -> str:
+    """Once, not per transport (tests/e2e/conftest.py): what is tested here is the process model."""
+    return "default"
+
+
+async def test_one_worker_drains_a_live_session_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
+    with served(SERVE, tmp_path / "serve.log", ignore_sigint=True, **DEMO) as server:
+        await server.wait_healthy()
+        family = server.family()
+        results: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            session = await create_on_worker(server, set())
+            await nursery.start(hold_live_session, server, session[1], results)
+            server.process.send_signal(signal.SIGTERM)
+        assert_drained(results[session[1]["id"]])
+        assert await server.wait_exit() == 0
+        assert not alive(family), "no process left behind"
+        assert "SIGTERM: draining sessions" in server.log
+
+
+async def test_a_second_sigterm_ends_live_sessions_at_once(tmp_path: Path) -> None:
+    env = {**DEMO, "RESERVE_SHUTDOWN_GRACE_S": "60"}
+    with served(SERVE, tmp_path / "serve.log", **env) as server:
+        await server.wait_healthy()
+        results: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            _, session = await create_on_worker(server, set())
+            await nursery.start(hold_live_session, server, session, results)
+            server.process.send_signal(signal.SIGTERM)
+            await poll_until(lambda: as_true("draining sessions for up to 60 s" in server.log))
+            second = trio.current_time()
+            server.process.send_signal(signal.SIGTERM)
+        code, _, events = results[session["id"]]
+        assert events.events[-1].data == {"reason": "shutdown"} and code == 1001
+        assert await server.wait_exit() == 0
+        assert trio.current_time() - second < 8, "not the 60 s grace"
+        assert "SIGTERM again: ending live sessions now" in server.log
+
+
+async def as_true(value: bool) -> bool:
+    return value
+
+
+async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+        await server.wait_healthy()
+        first = await answering_pids(server, 2)
+        assert first == {p.pid for p in psutil.Process(server.process.pid).children()}, "the supervisor's children"
+        victim, survivor = sorted(first)
+        os.kill(victim, signal.SIGKILL)
+        answered: list[int] = []
+        with trio.fail_after(30):
+            while not (replacements := set(answered) - first):
+                answered.append((await server.healthz())["pid"])  # every request answered, none lost
+        assert victim not in answered
+        assert set(answered) == {survivor, *replacements} and len(replacements) == 1
+        assert replacements <= {p.pid for p in psutil.Process(server.process.pid).children()}
+        assert f"(pid {victim}) killed by SIGKILL; restarting it in" in server.log
+
+        # SIGTERM to one worker: it drains and exits, and only it is replaced
+        (replacement,) = replacements
+        os.kill(survivor, signal.SIGTERM)
+        answered = []
+        with trio.fail_after(30):
+            while not (newest := set(answered) - first - replacements):
+                answered.append((await server.healthz())["pid"])
+        assert replacement in answered  # answering throughout (the survivor too, while it drains)
+        assert f"(pid {survivor}) exited with status 0; restarting it in" in server.log
+        assert len(newest) == 1 and len(psutil.Process(server.process.pid).children()) == 2
+
+        # the supervisor killed -9 as well: its workers notice (their stdin pipe ends) and drain
+        workers = psutil.Process(server.process.pid).children()
+        server.process.kill()
+        await server.wait_exit()
+        _, left = await trio.to_thread.run_sync(lambda: psutil.wait_procs(workers, timeout=15))
+        assert not left, "workers outlived their supervisor"
+        assert server.log.count("supervisor gone: draining sessions") == 2
+
+
+async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, redis_server: RedisServer) -> None:
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", ignore_sigint=True, **env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        family = server.family()
+        results: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            sessions = [await create_on_worker(server, set())]
+            sessions.append(await create_on_worker(server, {sessions[0][0]}))
+            for _, session in sessions:
+                await nursery.start(hold_live_session, server, session, results)
+            server.process.send_signal(signal.SIGTERM)  # both sessions hold audio without a final yet
+        for _, session in sessions:
+            assert_drained(results[session["id"]])
+        assert await server.wait_exit() == 0
+        assert not alive(family), "no process left behind"
+        log = server.log
+        assert "SIGTERM: draining 2 workers" in log
+        assert log.count("SIGTERM: draining sessions") == 2, "the drain went to each worker"
+        assert log.count("stopped: exited with status 0") == 2
+
+
+async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A keys file that cannot be read: each worker fails its start-up (and is never reported
+    ready); after five such exits in a row the supervisor gives up rather than loop forever."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_API_KEYS_FILE": str(tmp_path / "missing")}
+    env.pop("RESERVE_AUTH_DISABLED")
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+        assert await server.wait_exit(60) == 1
+        log = server.log
+        assert "before it was ready, 5 times in a row: stopping" in log
+        assert " ready (pid " not in log
+        assert "restarting it in 0.5 s" in log and "restarting it in 4.0 s" in log, "with backoff"
+        assert "the gateway failed to start: " in log  # each worker's one line
+
+
+async def test_a_worker_that_does_not_drain_in_time_is_killed(tmp_path: Path, redis_server: RedisServer) -> None:
+    """One worker stopped (SIGSTOP) cannot drain: the other stops cleanly; the stuck one is killed
+    once the drain's deadlines and the margin have passed, and the supervisor exits 1."""
+    config = tmp_path / "hypercorn.toml"
+    config.write_text("graceful_timeout = 1\n")
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_FINISH_TIMEOUT_S": "1"}
+    command = [*SERVE, "--workers", "2", "--config", str(config)]
+    with served(command, tmp_path / "serve.log", **env) as server:
+        await server.wait_healthy()
+        stuck, other = sorted(await answering_pids(server, 2))
+        os.kill(stuck, signal.SIGSTOP)
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.wait_exit(30) == 1
+        log = server.log
+        assert "any still running after 12.5 s is killed" in log  # 0.5 grace + 1 finals + 1 hypercorn + 10
+        assert f"(pid {stuck}) still running after 12.5 s: killed" in log
+        assert f"(pid {other}) stopped: exited with status 0" in log
+        assert not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == psutil.STATUS_ZOMBIE

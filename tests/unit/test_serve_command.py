@@ -1,0 +1,113 @@
+"""``reserve serve`` refuses what it cannot serve before starting anything: one line per problem
+on stderr, exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("RESERVE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RESERVE_AUTH_DISABLED", "true")  # as serve.sh runs it; keys: tested below
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err.splitlines()
+
+
+def test_several_workers_without_redis_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = refused(["serve", "--workers", "2"], capsys)
+    assert line.startswith("reserve serve: 2 workers need RESERVE_REDIS_URL")
+
+
+def test_the_workers_setting_counts_and_the_flag_wins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RESERVE_WORKERS", "3")
+    (line,) = refused(["serve"], capsys)
+    assert "3 workers need RESERVE_REDIS_URL" in line
+    (line,) = refused(["serve", "--workers", "4"], capsys)
+    assert "4 workers need RESERVE_REDIS_URL" in line
+
+
+def test_no_api_keys_is_refused_before_any_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RESERVE_AUTH_DISABLED")
+    (line,) = refused(["serve"], capsys)
+    assert line.startswith("reserve serve: no API keys configured: set RESERVE_API_KEYS")
+    monkeypatch.setenv("RESERVE_API_KEYS", " , ")
+    (line,) = refused(["serve", "--workers", "2"], capsys)[1:]
+    assert line.startswith("reserve serve: no API keys configured")
+
+
+def test_each_bad_setting_is_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RESERVE_MAX_SESSIONS", "lots")
+    monkeypatch.setenv("RESERVE_WORKERS", "0")
+    monkeypatch.setenv("RESERVE_API_KEYS", "secret-key-that-must-not-show")
+    monkeypatch.setenv("RESERVE_TOKEN_SECRET", "short-secret")
+    lines = refused(["serve"], capsys)
+    assert len(lines) == 3
+    assert {line.split(": ")[2] for line in lines} == {
+        "RESERVE_MAX_SESSIONS='lots'",
+        "RESERVE_WORKERS='0'",
+        "RESERVE_TOKEN_SECRET",  # a secret: its value is not shown
+    }
+    assert all(line.startswith("reserve serve: invalid configuration: RESERVE_") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--workers", "0"], "reserve serve: argument --workers: must be at least 1, not 0"),
+        (["serve", "--workers", "two"], "reserve serve: argument --workers: not a whole number: 'two'"),
+        (["serve", "--config", "no-such.toml"], "reserve serve: --config no-such.toml: no such file"),
+        (["serve", "--colour"], "reserve serve: unrecognized arguments: --colour"),
+        (["serve", "--bind", "nowhere"], "reserve serve: cannot listen on nowhere: 'nowhere' is not HOST:PORT"),
+        (["transcode"], "reserve: unknown command 'transcode'; usage: reserve {"),
+        ([], "reserve: usage: reserve {"),
+    ],
+)
+def test_bad_arguments_are_one_line(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = refused(argv, capsys)
+    assert line.startswith(expected)
+
+
+def test_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (line,) = refused(["serve", "--bind", f"127.0.0.1:{port}"], capsys)
+    assert line.startswith(f"reserve serve: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_python_dash_m_service_and_the_console_script_run_the_same_command() -> None:
+    env = {"PATH": "/usr/bin:/bin", "RESERVE_AUTH_DISABLED": "true"}
+    script = Path(sys.executable).parent / "reserve"
+    for command in ([sys.executable, "-m", "service"], [str(script)]):
+        result = subprocess.run(
+            [*command, "serve", "--workers", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith("reserve serve: 2 workers need RESERVE_REDIS_URL")
+        assert result.stderr.count("\n") == 1
