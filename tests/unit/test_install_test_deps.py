@@ -4,7 +4,6 @@ calls and "installs" a package by putting a stand-in of its command on that PATH
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 

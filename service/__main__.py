@@ -1,0 +1,7 @@
+"""``python -m service`` runs the ``reserve`` console script."""
+
+import sys
+
+from service.cli import main
+
+sys.exit(main())
