@@ -32,6 +32,7 @@ const ui = {
   final: $("final"),
   interim: $("interim"),
   level: $("level"),
+  model: $("model"),
 };
 
 /** An error whose message is written for the person using the page. */
@@ -753,6 +754,24 @@ window.addEventListener("pagehide", () => {
   if (current && !current.closed) release(current);
 });
 
+/** Say which recognizer answers (GET /v1/models): the page promises nothing it does not know. */
+async function showModels() {
+  try {
+    const response = await fetch("/v1/models", { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!response.ok) return;
+    const offer = await response.json();
+    const models = Array.isArray(offer.models) ? offer.models : [];
+    if (!models.length) return;
+    const names = models.map((m) => `${m.name} (${(m.languages || []).join(", ") || "any language"})`);
+    const described = models.find((m) => m.parameters?.description)?.parameters.description;
+    ui.model.textContent = `Recognizer: ${names.join("; ")}${described ? ` — ${described}` : ""}`;
+    ui.model.hidden = false;
+  } catch {
+    /* the page works without it */
+  }
+}
+
+showModels();
 ui.start.disabled = false;
 ui.file.disabled = false;
 ui.status.dataset.state = "idle";
