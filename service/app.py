@@ -14,7 +14,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from service import startup
+from service import hypercorn_close, startup
 from service.api import audio, cors, events, health, metrics, models, sessions, tokens, web
 from service.api.common import error_response
 from service.auth.guard import AuthConfigError, Guard
@@ -107,4 +107,5 @@ def settings_error_message(exc: ValidationError) -> str:
 
 
 startup.report_refusals_instead_of_tracebacks()
+hypercorn_close.apply()
 app = create_app()
