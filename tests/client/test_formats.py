@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import jiwer
 import pytest
 import trio
 
-from service.client import Options, open_audio_path, transcribe_audio
+from service.client import Options, open_audio_path, transcribe_audio, transcribe_file
 from service.settings import Settings
 from tests.harness import TEST_API_KEY, Gateway, running_gateway
 
@@ -67,6 +68,15 @@ async def test_every_common_format_is_transcribed(speech_gateway: Gateway, audio
         assert transcript.end_reason == "finished"
         assert 2.9 < transcript.audio_seconds < 3.3, (name, transcript.audio_seconds)
         assert transcript.results and transcript.results[-1].end_s <= transcript.audio_seconds + 0.1
+
+
+async def test_transcribe_file_is_the_one_call_for_user_code(
+    speech_gateway: Gateway, audio_files: dict[str, Path]
+) -> None:
+    call = partial(transcribe_file, audio_files["speech.flac"], base_url=speech_gateway.base_url, api_key=TEST_API_KEY)
+    transcript = await trio.to_thread.run_sync(call)  # it runs its own trio loop, as a user's script would
+    assert jiwer.wer(REFERENCE, words_of(transcript.text)) <= MAX_WER, transcript.text
+    assert transcript.results[0].words and transcript.results[0].start_s < transcript.results[-1].end_s
 
 
 async def run_reserve(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
