@@ -63,6 +63,7 @@ class AudioInput(Protocol):
     format: AudioFormat
     name: str
     blocking: bool  # reads may wait on a pipe or terminal: the caller runs them in a thread
+    warnings: list[str]  # what the user should hear about (e.g. a damaged end), one line each
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes in whole samples; b"" at the end."""
@@ -80,6 +81,7 @@ class RawAudio:
     name: str = "-"
     closer: Callable[[], None] | None = None
     blocking: bool = False
+    warnings: list[str] = field(default_factory=list)
     _pending: bytes = b""
 
     def read(self, size: int) -> bytes:
@@ -120,6 +122,8 @@ class DecodedAudio:
     stream: Any
     closer: Callable[[], None] | None = None
     blocking: bool = False
+    warnings: list[str] = field(default_factory=list)
+    _decoded: int = 0  # bytes of PCM produced so far
     _frames: Iterator[Any] | None = None
     _resampler: Any = None
     _pending: bytearray = field(default_factory=bytearray)
@@ -134,11 +138,20 @@ class DecodedAudio:
         try:
             frame = next(self._frames, None)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise UnsupportedAudioError(f"cannot decode {self.name}: {_decode_problem(exc)}") from None
+            problem = _decode_problem(exc)
+            if not self._decoded:
+                hint = " (an M4A/MP4 file cannot be read from a pipe: give its path)" if self.name == "stdin" else ""
+                raise UnsupportedAudioError(f"cannot decode {self.name}: {problem}{hint}") from None
+            # a truncated or damaged end: send what was decoded, and say where it stopped
+            seconds = self._decoded / self.format.bytes_per_second
+            self.warnings.append(f"{self.name}: decoding stopped after {seconds:.1f} s of audio: {problem}")
+            frame = None
         if frame is None:
             self._ended = True
         for out in self._resampler.resample(frame):
-            self._pending += out.to_ndarray().tobytes()
+            pcm = out.to_ndarray().tobytes()
+            self._decoded += len(pcm)
+            self._pending += pcm
 
     def read(self, size: int) -> bytes:
         while len(self._pending) < size and not self._ended:

@@ -178,7 +178,7 @@ async def run(
     except ClientError as error:
         _say(error.message)
         return error.exit_code
-    for warning in result.warnings:
+    for warning in [*audio.warnings, *result.warnings]:
         _say(f"warning: {warning}")
     if out is not None:
         try:

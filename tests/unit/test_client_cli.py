@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import subprocess
 import wave
 from pathlib import Path
 from typing import Any
@@ -359,3 +360,22 @@ def test_unreachable_server_is_one_line_on_stderr(tmp_path: Path, capsys: pytest
 def test_client_error_keeps_its_exit_code() -> None:
     assert ClientError("x").exit_code == EXIT_FAILURE
     assert UnsupportedAudioError("x").exit_code == EXIT_USAGE
+
+
+def test_a_truncated_file_sends_what_decodes_and_says_where_it_stopped(tmp_path: Path) -> None:
+    flac = tmp_path / "speech.flac"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(DATA / "find_keys.wav"), str(flac)], check=True
+    )
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    audio = open_audio_path(str(cut))
+    try:
+        data = b""
+        while chunk := audio.read(3200):
+            data += chunk
+        assert 0 < len(data) < 98562
+        stopped = f"{cut}: decoding stopped after {len(data) / 32000:.1f} s of audio"
+        assert audio.warnings == [f"{stopped}: Invalid data found when processing input"]
+    finally:
+        audio.close()
