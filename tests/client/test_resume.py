@@ -8,8 +8,6 @@ the gateway's offset: every word comes back exactly once, at its own time.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,7 @@ from service.client.events import SessionResult
 from service.client.session import transcribe
 from service.settings import Settings
 from tests.client.cutting_proxy import proxy_to
-from tests.harness import TEST_API_KEY, running_fake_riva, running_gateway
+from tests.harness import TEST_API_KEY, running_gateway
 
 WORDS = "one two|three four|five six"
 # every sample names a word of WORDS (0 is silence): see fake_riva/recognizers/scripted_audio.py
@@ -34,12 +32,6 @@ SETTINGS = {"custom_configuration": {"fake.transcript": WORDS, "fake.words_in_au
 
 def speech_audio() -> bytes:
     return np.concatenate([np.full(ms * 16, value, dtype="<i2") for value, ms in SPEECH]).tobytes()
-
-
-@pytest.fixture
-def fake_riva() -> Any:
-    with running_fake_riva() as server:
-        yield server
 
 
 def words_of(transcript: Transcript) -> list[tuple[str, float, float]]:
