@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -26,6 +25,8 @@ from service.client.api import Options, Session, describe_transport_error, webso
 from service.client.audio import AudioInput, chunk_bytes
 from service.client.errors import ClientError
 from service.client.events import SessionResult
+from service.client.pacing import Pacer
+from service.client.resend import SentAudio
 
 GRACE_S = 5.0  # how long a closing handshake may take
 END = json.dumps({"type": "end"})
@@ -35,76 +36,6 @@ RETRY_HTTP = frozenset({409, 429, 502, 503, 504})
 FINISHED_ON_RESUME = 4410  # the session ended while the socket was away (after ``end``: fine)
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
-
-
-class SentAudio:
-    """Audio sent since the server's last confirmed point, bounded: the oldest is dropped first.
-
-    Positions are absolute byte offsets in the session's audio, as the server counts them.
-    """
-
-    def __init__(self, *, max_bytes: int, align: int) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._max_bytes = max(max_bytes, align)
-        self._align = max(1, align)
-        self.start = 0  # offset of the first byte kept
-        self.end = 0  # offset after the last byte sent
-
-    def append(self, audio: bytes) -> None:
-        self._chunks.append(audio)
-        self.end += len(audio)
-        if self.end - self.start > self._max_bytes:
-            self.confirm(self.end - self._max_bytes)
-
-    def confirm(self, offset: int) -> None:
-        """Forget audio before ``offset`` (whole samples): the server will not ask for it again."""
-        offset = min(self.end, offset - offset % self._align)
-        while self._chunks and self.start < offset:
-            head = self._chunks[0]
-            if self.start + len(head) <= offset:
-                self._chunks.popleft()
-                self.start += len(head)
-            else:
-                self._chunks[0] = head[offset - self.start :]
-                self.start = offset
-
-    def since(self, offset: int) -> tuple[list[bytes], int]:
-        """The audio from ``offset`` on, and how many bytes before what is kept were asked for."""
-        lost = max(0, self.start - offset)
-        skip = max(0, offset - self.start)
-        out: list[bytes] = []
-        for chunk in self._chunks:
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            out.append(chunk[skip:])
-            skip = 0
-        return out, lost
-
-
-class Pacer:
-    """Holds each frame back until its audio would have been captured live (``bytes_per_second``)."""
-
-    def __init__(self, bytes_per_second: float | None) -> None:
-        self.bytes_per_second = bytes_per_second
-        self.start: float | None = None
-
-    def due(self, sent_bytes: int) -> float | None:
-        """When the frame starting at ``sent_bytes`` may go (trio clock); None: right away."""
-        if not self.bytes_per_second:
-            return None
-        if self.start is None:
-            self.start = trio.current_time()
-        return self.start + sent_bytes / self.bytes_per_second
-
-    async def wait(self, sent_bytes: int, stop: trio.Event) -> None:
-        """Sleep until the frame is due, or until ``stop`` is set."""
-        due = self.due(sent_bytes)
-        if due is None:
-            await trio.lowlevel.checkpoint()
-            return
-        with trio.move_on_at(due):
-            await stop.wait()
 
 
 @dataclass

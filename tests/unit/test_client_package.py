@@ -10,8 +10,8 @@ import pytest
 import service.client
 from service.cli import COMMANDS
 from service.cli import main as reserve_main
-from service.client.audio_socket import SentAudio
 from service.client.render import render_transcript
+from service.client.resend import SentAudio
 from service.client.transcript import Transcript
 
 PUBLIC = {
