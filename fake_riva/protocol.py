@@ -5,7 +5,7 @@ from __future__ import annotations
 from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_audio_pb2 as audio_pb
 
-from fake_riva.models import LANGUAGES, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, find_model
+from fake_riva.models import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, MODELS, Model, find_model
 from fake_riva.recognizers.base import Hypothesis, Recognizer, RecognizerFactory, StreamSettings, UnsupportedAudio
 
 
@@ -13,7 +13,13 @@ class ConfigRejected(ValueError):
     """The config is not one Riva would accept; servicers answer INVALID_ARGUMENT with this text."""
 
 
-def make_recognizer(factory: RecognizerFactory, config: asr.RecognitionConfig, *, interim_results: bool) -> Recognizer:
+def make_recognizer(
+    factory: RecognizerFactory,
+    config: asr.RecognitionConfig,
+    *,
+    interim_results: bool,
+    models: tuple[Model, ...] = MODELS,
+) -> Recognizer:
     """Validate the config as Riva does, then build this stream's recognizer."""
     if config.encoding == audio_pb.ENCODING_UNSPECIFIED:
         raise ConfigRejected("Error: audio encoding must be specified")
@@ -22,7 +28,8 @@ def make_recognizer(factory: RecognizerFactory, config: asr.RecognitionConfig, *
             f"Error: sample_rate_hertz={config.sample_rate_hertz} is not supported; "
             f"use {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}"
         )
-    if config.language_code not in LANGUAGES or find_model(config.model, config.language_code) is None:
+    languages = {m.language_code for m in models}
+    if config.language_code not in languages or find_model(config.model, config.language_code, models) is None:
         raise ConfigRejected(
             "Error: Unavailable model requested given these parameters: "
             f"language_code={config.language_code}; model={config.model or '(any)'}; type=online"

@@ -15,7 +15,7 @@ from riva.client.proto import riva_asr_pb2 as asr
 from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 
 from fake_riva.faults import BadFault, FaultBudget, Faults
-from fake_riva.models import MODELS
+from fake_riva.models import MODELS, Model, catalogue
 from fake_riva.protocol import ConfigRejected, alternative, make_recognizer, response
 from fake_riva.recognizers import get_factory
 from fake_riva.recognizers.base import Recognizer, RecognizerFactory
@@ -63,8 +63,10 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         *,
         stats: ServerStats,
         server_faults: Mapping[str, str] | None = None,
+        models: tuple[Model, ...] = MODELS,
     ) -> None:
         self._factory = factory
+        self._models = models
         self._stats = stats
         self._server_faults = dict(server_faults or {})
         self._fault_budget = FaultBudget()
@@ -174,7 +176,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         return asr.RivaSpeechRecognitionConfigResponse(
             model_config=[
                 Config(model_name=m.name, parameters=m.parameters())
-                for m in MODELS
+                for m in self._models
                 if not request.model_name or request.model_name == m.name
             ]
         )
@@ -188,7 +190,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
 
     def _recognizer(self, config: asr.RecognitionConfig, *, interim_results: bool) -> Recognizer:
         try:
-            return make_recognizer(self._factory, config, interim_results=interim_results)
+            return make_recognizer(self._factory, config, interim_results=interim_results, models=self._models)
         except ConfigRejected as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
@@ -264,6 +266,7 @@ class FakeRiva:
     ) -> None:
         self.stats = ServerStats()
         self._factory = get_factory(recognizer)
+        self.models = catalogue(recognizer)
         self._host, self._port = host, port
         self._max_streams = max_streams
         self._faults = faults
@@ -281,7 +284,7 @@ class FakeRiva:
             maximum_concurrent_rpcs=self._max_streams,
         )
         asr_grpc.add_RivaSpeechRecognitionServicer_to_server(
-            RivaASRServicer(self._factory, stats=self.stats, server_faults=self._faults), server
+            RivaASRServicer(self._factory, stats=self.stats, server_faults=self._faults, models=self.models), server
         )
         address = f"{self._host}:{self._port}"
         if self._tls is None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install Reserve with its test extras into ./.venv, then lint, type-check and run every test.
+# Install what the tests need (Debian packages, then Reserve with its test extras into ./.venv),
+# then lint, type-check and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/install_test_deps.sh  # stops here, with one line saying what to install, when it cannot
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; then
     "$PYTHON" -m venv .venv

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from types import TracebackType
 
 from pydantic import ValidationError
 from quart import Response, jsonify
@@ -13,6 +14,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from service import hypercorn_close, startup
 from service.api import audio, cors, events, health, metrics, models, sessions, tokens, web
 from service.api.common import error_response
 from service.auth.guard import AuthConfigError, Guard
@@ -24,10 +26,19 @@ from service.settings import Settings
 log = logging.getLogger("reserve")
 
 
+class ReserveApp(QuartTrio):
+    def log_exception(
+        self, exception_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None]
+    ) -> None:
+        if isinstance(exception_info[1], startup.StartupRefused):
+            return  # its lines go to stderr as the process ends, without a traceback
+        super().log_exception(exception_info)
+
+
 def create_app(settings: Settings | None = None) -> QuartTrio:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = QuartTrio("reserve", static_folder=None)  # web/ is served by api/web.py
+    app = ReserveApp("reserve", static_folder=None)  # web/ is served by api/web.py
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         BODY_TIMEOUT=30,
@@ -53,11 +64,14 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.before_serving
     async def start_gateway() -> None:
+        # here, not at import: tests import this module without any keys
+        problems = startup.configuration_problems(settings)
+        if problems:
+            raise startup.StartupRefused(problems)
         try:
-            guard.start()  # here, not at import: tests import this module without any keys
-        except AuthConfigError as exc:
-            log.critical("%s", exc)
-            raise
+            guard.start()
+        except AuthConfigError as exc:  # the keys file changed since the check
+            raise startup.StartupRefused([str(exc).removeprefix(startup.PREFIX)]) from None
         app.extensions["reserve.registry"] = await app.nursery.start(gateway.run)
 
     @app.after_serving
@@ -85,22 +99,13 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
 def load_settings() -> Settings:
     """Settings from the environment; a bad value stops start-up with one line per problem."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise SystemExit(settings_error_message(exc)) from None
+    return startup.load_settings_or_exit()
 
 
 def settings_error_message(exc: ValidationError) -> str:
-    lines = ["Reserve cannot start: invalid configuration"]
-    for error in exc.errors(include_url=False):
-        names = [str(part) for part in error["loc"] if isinstance(part, str)]
-        field = Settings.model_fields.get(names[0]) if names else None
-        variable = f"RESERVE_{names[0].upper()}" if names else "settings"
-        secret = field is not None and "Secret" in repr(field.annotation)
-        value = "" if secret or "input" not in error or isinstance(error["input"], dict) else f"={error['input']!r}"
-        lines.append(f"  {variable}{value}: {error['msg']}")
-    return "\n".join(lines)
+    return "\n".join(startup.PREFIX + problem for problem in startup.validation_problems(exc))
 
 
+startup.report_refusals_instead_of_tracebacks()
+hypercorn_close.apply()
 app = create_app()

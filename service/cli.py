@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 # name -> "module:function"; the function takes the arguments after the name and returns the exit status
 COMMANDS = {
     "serve": "service.serving.command:main",
+    "transcribe": "service.client.cli:main",
 }
 
 

@@ -11,6 +11,10 @@ const FINISH_TIMEOUT_MS = 30000; // after "end", how long the server may take to
 const LINGER_MS = 5000; // after an audio-socket error, how long to wait for the error/end events
 const FLUSH_TIMEOUT_MS = 1000; // how long the worklet may take to hand over its last samples
 const SUBPROTOCOL = "reserve.v1"; // offered with "token.<token>": the token stays out of URLs and logs
+const RESEND_MAX_BYTES = 60 * TARGET_RATE * 2; // audio kept since the last final, to resend after a drop
+const RECONNECT_MS = 30000; // how long a dropped audio socket is tried again
+const DROPPED_CODES = new Set([1001, 1006, 1012]); // going away, no close frame, restarting: reconnect
+const BUSY_ON_RESUME = new Set([1013, 4409]); // overloaded, the old socket not yet seen gone: try again
 
 // A back end that holds the API key may open this page as /#token=<session:create token>
 // (POST /v1/tokens); the fragment never reaches a server. Without one, sessions are created
@@ -28,6 +32,7 @@ const ui = {
   final: $("final"),
   interim: $("interim"),
   level: $("level"),
+  model: $("model"),
 };
 
 /** An error whose message is written for the person using the page. */
@@ -59,6 +64,53 @@ const END_WORDS = {
 
 let current = null; // the Run on screen
 
+/** Audio sent since the server's last final (byte offsets as the server counts them), bounded. */
+class SentAudio {
+  constructor(maxBytes) {
+    this.maxBytes = maxBytes;
+    this.chunks = [];
+    this.start = 0; // offset of the first byte kept
+    this.end = 0; // offset after the last byte sent
+  }
+
+  append(bytes) {
+    this.chunks.push(new Uint8Array(bytes));
+    this.end += bytes.byteLength;
+    if (this.end - this.start > this.maxBytes) this.confirm(this.end - this.maxBytes);
+  }
+
+  /** Forget audio before offset (whole samples): the server will not ask for it again. */
+  confirm(offset) {
+    offset = Math.min(this.end, offset - (offset % 2));
+    while (this.chunks.length && this.start < offset) {
+      const head = this.chunks[0];
+      if (this.start + head.byteLength <= offset) {
+        this.chunks.shift();
+        this.start += head.byteLength;
+      } else {
+        this.chunks[0] = head.subarray(offset - this.start);
+        this.start = offset;
+      }
+    }
+  }
+
+  /** The audio from offset on, and how many bytes before what is kept were asked for. */
+  since(offset) {
+    const lost = Math.max(0, this.start - offset);
+    let skip = Math.max(0, offset - this.start);
+    const out = [];
+    for (const chunk of this.chunks) {
+      if (skip >= chunk.byteLength) {
+        skip -= chunk.byteLength;
+        continue;
+      }
+      out.push(chunk.subarray(skip));
+      skip = 0;
+    }
+    return { chunks: out, lost };
+  }
+}
+
 class Run {
   constructor(mode, label) {
     this.mode = mode; // "mic" | "file"
@@ -73,6 +125,11 @@ class Run {
     this.finals = [];
     this.socketError = null; // the last {"type":"error"} frame from the audio socket
     this.endSent = false;
+    this.sent = new SentAudio(RESEND_MAX_BYTES);
+    this.reconnecting = false; // the audio socket dropped: audio is kept until it is back
+    this.resumingWs = null; // a reopened socket waiting for the server's "resumed"
+    this.outageSince = 0; // when the current outage began (performance.now())
+    this.attempt = 0;
     this.ended = false; // the "end" event arrived
     this.failed = false;
     this.closed = false; // everything released
@@ -265,12 +322,13 @@ function describeClose(event, frame) {
   return `The audio connection was closed: ${said} (code ${event.code}${reason}).`;
 }
 
-function openSocket(run) {
+function openSocket(run, resuming = false) {
   const url = new URL(run.session.audio_url, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url.href, [SUBPROTOCOL, `token.${run.session.token}`]);
   ws.binaryType = "arraybuffer";
-  run.ws = ws;
+  run.ws = resuming ? null : ws; // a resumed socket carries audio once the server says where to go on
+  if (resuming) run.resumingWs = ws;
   return new Promise((resolve, reject) => {
     let opened = false;
     ws.addEventListener("open", () => {
@@ -282,17 +340,57 @@ function openSocket(run) {
       try {
         const message = JSON.parse(event.data);
         if (message && message.type === "error") run.socketError = message;
+        if (message && message.type === "resumed") onResumed(run, ws, message.audio_bytes_received);
       } catch {
         /* not a control message: nothing to do */
       }
     });
     ws.addEventListener("close", (event) => {
       if (!opened) {
-        reject(new UserError(`Could not open the audio connection (code ${event.code}).`));
+        if (resuming) onSocketClose(run, event, true);
+        else reject(new UserError(`Could not open the audio connection (code ${event.code}).`));
         return;
       }
-      onSocketClose(run, event);
+      if (run.ws === ws || resuming) onSocketClose(run, event, resuming && run.ws !== ws);
     });
+  });
+}
+
+/** The server has the audio up to offset: resend the rest, then "end" if it was already sent. */
+function onResumed(run, ws, offset) {
+  if (run.closed || typeof offset !== "number" || offset < 0 || offset > run.sent.end) return;
+  const { chunks, lost } = run.sent.since(offset);
+  if (lost) {
+    const seconds = (lost / 2 / TARGET_RATE).toFixed(1);
+    showError(`The connection was down too long: ${seconds} s of audio could not be resent.`);
+  }
+  run.ws = ws;
+  run.resumingWs = null;
+  run.reconnecting = false;
+  run.attempt = 0;
+  for (const chunk of chunks) ws.send(chunk);
+  if (run.endSent) ws.send(JSON.stringify({ type: "end" }));
+  if (run.state === "streaming") setStatusText(run, streamingText(run));
+}
+
+/** A dropped audio socket: open it again with backoff until RECONNECT_MS have gone by. */
+function reconnect(run) {
+  if (run.closed || run.ended) return;
+  const now = performance.now();
+  if (!run.reconnecting) {
+    run.reconnecting = true;
+    run.outageSince = now;
+    run.attempt = 0;
+  }
+  if (now - run.outageSince > RECONNECT_MS) {
+    fail(run, new UserError("Lost the audio connection and could not get it back."));
+    return;
+  }
+  run.attempt += 1;
+  const delay = Math.min(5000, 200 * 2 ** (run.attempt - 1)) * (0.5 + Math.random() / 2);
+  setStatusText(run, "Audio connection lost; reconnecting…");
+  run.later(delay, () => {
+    if (!run.closed && !run.ended) openSocket(run, true).catch(() => {});
   });
 }
 
@@ -314,6 +412,8 @@ function onTranscript(run, data) {
   const text = typeof data.text === "string" ? data.text.trim() : "";
   if (data.is_final) {
     if (text) run.finals.push(text);
+    // the server never asks again for audio a final covers
+    if (typeof data.audio_processed === "number") run.sent.confirm(Math.floor(data.audio_processed * TARGET_RATE) * 2);
     renderTranscript(run, "");
   } else {
     renderTranscript(run, text);
@@ -337,9 +437,15 @@ function onEnd(run, data) {
   release(run);
 }
 
-function onSocketClose(run, event) {
+function onSocketClose(run, event, resuming = false) {
   run.ws = null;
   if (run.closed) return;
+  const retry = DROPPED_CODES.has(event.code) || (resuming && BUSY_ON_RESUME.has(event.code));
+  if (retry && !run.ended) {
+    reconnect(run);
+    return;
+  }
+  if (resuming && event.code === 4410 && run.endSent) return; // it finished with what it had
   if (event.code === 1000) {
     // The server finished (or ended) the session; its "end" event says how.
     if (!run.ended) run.later(run.endSent ? FINISH_TIMEOUT_MS : LINGER_MS, () => noEnd(run));
@@ -362,13 +468,15 @@ function noEnd(run) {
 // -- capture and sending -------------------------------------------------------------------
 
 function sendChunk(run, bytes) {
-  if (run.socketOpen && !run.endSent) run.ws.send(bytes);
+  if (run.endSent) return;
+  run.sent.append(bytes); // kept until a final covers it, in case the socket drops
+  if (run.socketOpen) run.ws.send(bytes);
 }
 
 function sendEnd(run) {
   if (run.endSent) return;
   run.endSent = true;
-  if (run.socketOpen) run.ws.send(JSON.stringify({ type: "end" }));
+  if (run.socketOpen) run.ws.send(JSON.stringify({ type: "end" })); // else sent when the socket is back
   stopCapture(run);
 }
 
@@ -396,6 +504,7 @@ function release(run) {
   stopCapture(run);
   run.events?.close();
   if (run.ws && run.ws.readyState <= WebSocket.OPEN) run.ws.close(1000, "page done");
+  if (run.resumingWs && run.resumingWs.readyState <= WebSocket.OPEN) run.resumingWs.close(1000, "page done");
   if (run.session && !run.ended) dropSession(run.session);
 }
 
@@ -586,7 +695,7 @@ function streamFile(run, pcm) {
   let next = 0;
   const tick = () => {
     if (run.closed || run.endSent || run.state !== "streaming") return;
-    if (!run.socketOpen) return; // onSocketClose reports why
+    if (!run.socketOpen && !run.reconnecting) return; // onSocketClose reports why
     const due = Math.min(total, Math.floor((performance.now() - started) / CHUNK_MS) + 1);
     while (next < due) {
       const chunk = pcm.slice(next * CHUNK_BYTES, (next + 1) * CHUNK_BYTES);
@@ -645,6 +754,24 @@ window.addEventListener("pagehide", () => {
   if (current && !current.closed) release(current);
 });
 
+/** Say which recognizer answers (GET /v1/models): the page promises nothing it does not know. */
+async function showModels() {
+  try {
+    const response = await fetch("/v1/models", { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!response.ok) return;
+    const offer = await response.json();
+    const models = Array.isArray(offer.models) ? offer.models : [];
+    if (!models.length) return;
+    const names = models.map((m) => `${m.name} (${(m.languages || []).join(", ") || "any language"})`);
+    const described = models.find((m) => m.parameters?.description)?.parameters.description;
+    ui.model.textContent = `Recognizer: ${names.join("; ")}${described ? ` — ${described}` : ""}`;
+    ui.model.hidden = false;
+  } catch {
+    /* the page works without it */
+  }
+}
+
+showModels();
 ui.start.disabled = false;
 ui.file.disabled = false;
 ui.status.dataset.state = "idle";

@@ -43,6 +43,7 @@ async def readyz() -> Response:
             "riva": {
                 "uri": catalog.uri,
                 "streaming_models": len(offer.streaming_models),
+                "models": [m.name for m in offer.streaming_models],
                 "languages": offer.languages,
                 "checked_at": offer.checked_at,
             },

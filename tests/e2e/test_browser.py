@@ -52,6 +52,12 @@ def normalise(text: str) -> str:
 
 def drive_page(url: str, microphone: Path | None, upload: Path | None) -> tuple[str, str, str]:
     """Runs in a worker thread (Playwright's sync API): returns final text, status state, error text."""
+    final, state, error, _ = drive_page_and_read_model(url, microphone, upload)
+    return final, state, error
+
+
+def drive_page_and_read_model(url: str, microphone: Path | None, upload: Path | None) -> tuple[str, str, str, str]:
+    """``drive_page``, and the recognizer the page says it uses."""
     from playwright.sync_api import sync_playwright
 
     args = [*LAUNCH_ARGS]
@@ -63,6 +69,8 @@ def drive_page(url: str, microphone: Path | None, upload: Path | None) -> tuple[
             page = browser.new_page()
             page.goto(url)
             page.wait_for_selector("#start:not([disabled])", timeout=10_000)
+            page.wait_for_selector("#model:not([hidden])", timeout=10_000)
+            model = page.inner_text("#model")
             if upload is not None:
                 page.set_input_files("#file", str(upload))
                 page.wait_for_selector('#status[data-state="done"], #status[data-state="error"]', timeout=30_000)
@@ -80,6 +88,7 @@ def drive_page(url: str, microphone: Path | None, upload: Path | None) -> tuple[
                 page.inner_text("#final"),
                 page.get_attribute("#status", "data-state") or "",
                 page.inner_text("#error"),
+                model,
             )
         finally:
             browser.close()
@@ -104,8 +113,10 @@ async def test_microphone_speech_appears_on_the_page(page_url: str) -> None:
 
 
 async def test_a_44khz_wav_file_is_resampled_in_the_browser_and_transcribed(page_url: str) -> None:
-    final, state, error = await trio.to_thread.run_sync(drive_page, page_url, None, DATA / "children_park_44k.wav")
+    wav = DATA / "children_park_44k.wav"
+    final, state, error, model = await trio.to_thread.run_sync(drive_page_and_read_model, page_url, None, wav)
     assert (state, error) == ("done", "")
+    assert model.startswith("Recognizer: pocketsphinx-en-US-asr-streaming (en-US) — CMU PocketSphinx"), model
     assert jiwer.wer(REFERENCES["children_park_44k.wav"], normalise(final)) <= 0.15, final
 
 

@@ -54,7 +54,7 @@ async def test_raw_audio_from_stdin(speech_gateway: Gateway) -> None:
     with wave.open(str(DATA / "call_back.wav")) as wav:
         pcm = wav.readframes(wav.getnframes())
     result = await run_client(
-        "-", "--url", speech_gateway.base_url, "--rate", "fast", "--sample-rate", "16000", stdin=pcm
+        "-", "--url", speech_gateway.base_url, "--rate", "fast", "--raw", "--sample-rate", "16000", stdin=pcm
     )
     assert result.returncode == 0, result.stderr
     assert "call me back" in result.stdout.decode().lower()
@@ -68,16 +68,14 @@ async def test_a_missing_server_is_one_clear_line() -> None:
     assert "Traceback" not in error and len(error.splitlines()) == 1
 
 
-async def test_an_unsupported_file_is_refused_clearly(tmp_path: Path) -> None:
-    eight_bit = tmp_path / "eight_bit.wav"
-    with wave.open(str(eight_bit), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(1)
-        wav.setframerate(16000)
-        wav.writeframes(bytes(1600))
-    result = await run_client(str(eight_bit), "--url", "http://127.0.0.1:9")
+async def test_a_file_that_is_not_audio_is_refused_clearly(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Meeting notes: not audio at all.\n" * 20)
+    result = await run_client(str(notes), "--url", "http://127.0.0.1:9")
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr.decode() and "8-bit" in result.stderr.decode()
+    expected = f"reserve: cannot read {notes}: not an audio file (ffmpeg finds no audio stream in it)\n"
+    assert result.stderr.decode() == expected
+    assert result.stdout == b""
 
 
 async def test_a_server_error_is_reported_with_its_message(speech_gateway: Gateway) -> None:

@@ -1,4 +1,4 @@
-"""service.client's pure parts: WAV headers, framing, pacing, output formats, error lines.
+"""service.client's parts without a server: reading audio, framing, pacing, resending, output, error lines.
 
 No server here: the client against a running gateway is tested end to end elsewhere.
 """
@@ -8,201 +8,105 @@ from __future__ import annotations
 import io
 import json
 import socket
-import struct
+import subprocess
 import wave
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import trio
 
-from service.client import (
-    COMPRESSED_CHUNK_BYTES,
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
+from service.client.api import Options, Session, describe_http_error, session_settings, websocket_url
+from service.client.audio import (
     AudioFormat,
-    AudioInput,
-    ClientError,
-    JsonPrinter,
-    Options,
-    SessionResult,
-    TextPrinter,
-    UnsupportedAudioError,
-    _handle_event,
+    RawAudio,
     chunk_bytes,
-    describe_close,
-    describe_http_error,
-    fit_line,
-    format_event_json,
     iter_chunks,
-    main,
-    open_audio,
-    parse_event_id,
-    parse_wav_header,
-    read_wav_header,
-    send_audio,
-    session_settings,
-    websocket_url,
+    open_audio_path,
 )
+from service.client.audio_socket import AudioSender, describe_close
+from service.client.cli import main
+from service.client.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ClientError, UnsupportedAudioError
+from service.client.events import SessionResult, handle_event
+from service.client.render import JsonPrinter, TextPrinter, fit_line, format_event_json, parse_event_id
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
-PCM, FLOAT, ALAW, MULAW, EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
+
+def wav_file(path: Path, *, channels: int = 1, rate: int = 16000, width: int = 2, frames: bytes = b"") -> Path:
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(width)
+        writer.setframerate(rate)
+        writer.writeframes(frames)
+    return path
 
 
-def wav_bytes(
-    *,
-    tag: int = PCM,
-    channels: int = 1,
-    rate: int = 16000,
-    bits: int = 16,
-    data: bytes = b"",
-    data_size: int | None = None,
-    before_data: bytes = b"",
-    sub_format: int | None = None,
-) -> bytes:
-    """A RIFF/WAVE file built by hand, so any header the client may meet can be tried."""
-    block_align = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block_align, block_align, bits)
-    if sub_format is not None:  # WAVE_FORMAT_EXTENSIBLE: cbSize, valid bits, channel mask, GUID
-        guid = struct.pack("<H", sub_format) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt += struct.pack("<HHI", 22, bits, 0x4) + guid
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + before_data
-    body += b"data" + struct.pack("<I", len(data) if data_size is None else data_size) + data
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+def read_all(path: Path, **kwargs: Any) -> bytes:
+    audio = open_audio_path(str(path), **kwargs)
+    try:
+        data = b""
+        while chunk := audio.read(3200):
+            data += chunk
+        return data
+    finally:
+        audio.close()
 
 
-# -- WAV headers ------------------------------------------------------------------------------
+# -- reading audio ----------------------------------------------------------------------------
 
 
-def test_pcm16_wav_from_the_wave_module() -> None:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(16000)
-        writer.writeframes(bytes(6400))
-    header = parse_wav_header(buffer.getvalue())
-    assert header.format == AudioFormat("LINEAR_PCM", 16000)
-    assert (header.channels, header.bits_per_sample, header.data_length) == (1, 16, 6400)
+def test_a_16k_mono_wav_comes_out_unchanged() -> None:
+    with wave.open(str(DATA / "find_keys.wav")) as wav:
+        pcm = wav.readframes(wav.getnframes())
+    assert read_all(DATA / "find_keys.wav") == pcm
 
 
-@pytest.mark.parametrize(
-    ("tag", "rate", "encoding"),
-    [(PCM, 8000, "LINEAR_PCM"), (PCM, 44100, "LINEAR_PCM"), (MULAW, 8000, "MULAW"), (ALAW, 8000, "ALAW")],
-)
-def test_wav_format_gives_encoding_and_sample_rate(tag: int, rate: int, encoding: str) -> None:
-    bits = 16 if tag == PCM else 8
-    header = parse_wav_header(wav_bytes(tag=tag, rate=rate, bits=bits, data=bytes(100)))
-    assert header.format == AudioFormat(encoding, rate)
-    assert header.data_length == 100
+def test_stereo_8bit_and_24bit_wavs_are_mixed_down_and_resampled(tmp_path: Path) -> None:
+    """Every kind of WAV decodes to 16 kHz mono 16-bit: 1 s in, 32000 bytes out."""
+    tone = np.sin(np.arange(44100) * 2 * np.pi * 440 / 44100) * 0.5
+    left = (tone * 2**23).astype("<i4")
+    stereo24 = np.stack([left, left], axis=1).reshape(-1)
+    packed = b"".join(int(v).to_bytes(4, "little", signed=True)[:3] for v in stereo24)
+    data = read_all(wav_file(tmp_path / "s24.wav", channels=2, rate=44100, width=3, frames=packed))
+    assert abs(len(data) - 32000) <= 64
+    samples = np.frombuffer(data, "<i2").astype(float) / 32768
+    assert 0.4 < np.abs(samples).max() < 0.6, "both channels averaged, not summed or dropped"
+    eight = read_all(wav_file(tmp_path / "u8.wav", rate=8000, width=1, frames=bytes([128]) * 8000))
+    assert abs(len(eight) - 32000) <= 64
 
 
-def test_extensible_wav_uses_its_sub_format() -> None:
-    header = parse_wav_header(wav_bytes(tag=EXTENSIBLE, sub_format=PCM, data=bytes(10)))
-    assert header.format.encoding == "LINEAR_PCM"
-    mulaw = parse_wav_header(wav_bytes(tag=EXTENSIBLE, sub_format=MULAW, bits=8, rate=8000))
-    assert mulaw.format == AudioFormat("MULAW", 8000)
-
-
-def test_chunks_before_data_are_skipped_and_odd_sizes_padded() -> None:
-    odd = b"LIST" + struct.pack("<I", 5) + b"INFOx" + b"\x00"  # 5 bytes + a pad byte
-    stream = io.BytesIO(wav_bytes(data=b"\x01\x02\x03\x04", before_data=odd))
-    header = read_wav_header(stream)
-    assert header.data_length == 4
-    assert stream.read() == b"\x01\x02\x03\x04", "the stream is left at the first sample"
-
-
-@pytest.mark.parametrize("size", [0, 0xFFFFFFFF])
-def test_streamed_wav_data_size_means_until_eof(size: int) -> None:
-    assert parse_wav_header(wav_bytes(data_size=size)).data_length is None
+def test_the_session_rate_is_what_the_audio_is_resampled_to(tmp_path: Path) -> None:
+    assert abs(len(read_all(DATA / "find_keys.wav", sample_rate=8000)) - 98562 // 2) <= 64
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "words"),
+    ("content", "words"),
     [
-        ({"tag": FLOAT, "bits": 32}, "floating point"),
-        ({"bits": 24}, "24-bit PCM"),
-        ({"bits": 8}, "8-bit PCM"),
-        ({"bits": 32}, "32-bit PCM"),
-        ({"channels": 2}, "2 channels"),
-        ({"tag": MULAW, "bits": 16}, "mu-law with 16 bits"),
-        ({"tag": 0x0055, "bits": 0}, "MP3"),
-        ({"tag": 0x0011, "bits": 4}, "IMA ADPCM"),
-        ({"tag": EXTENSIBLE, "sub_format": FLOAT, "bits": 32}, "floating point"),
+        (b"just some text, not audio\n" * 20, "not an audio file"),
+        (b"", "is empty"),
     ],
 )
-def test_unsupported_wav_formats_are_refused_in_words(kwargs: dict[str, Any], words: str) -> None:
+def test_a_file_that_is_not_audio_is_refused_in_one_line(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
     with pytest.raises(UnsupportedAudioError) as caught:
-        parse_wav_header(wav_bytes(**kwargs))
-    assert words in caught.value.message
+        open_audio_path(str(path))
+    assert words in caught.value.message and "\n" not in caught.value.message
     assert caught.value.exit_code == EXIT_USAGE
-    assert "\n" not in caught.value.message
 
 
-@pytest.mark.parametrize(
-    ("data", "words"),
-    [
-        (b"", "not a WAV file"),
-        (b"RIFF\x00\x00\x00\x00AVI LIST", "not a WAV file"),
-        (b"RF64\xff\xff\xff\xffWAVE", "RF64"),
-        (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
-        (b"RIFF\x0c\x00\x00\x00WAVEdata\x00\x00\x00\x00", "data chunk comes before the fmt chunk"),
-        (b"RIFF\x10\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", "truncated"),
-    ],
-)
-def test_malformed_wav_files_are_refused(data: bytes, words: str) -> None:
-    with pytest.raises(UnsupportedAudioError, match=words):
-        parse_wav_header(data)
-
-
-def test_bundled_fixtures_parse() -> None:
-    for path in sorted(DATA.glob("*.wav")):
-        with path.open("rb") as file:
-            audio = open_audio(file, path.name)
-        assert audio.format.encoding in ("LINEAR_PCM", "MULAW", "ALAW"), path.name
-        assert 8000 <= audio.format.sample_rate <= 48000, path.name
-        assert audio.length is not None and audio.length > 0, path.name
-
-
-# -- input sniffing -------------------------------------------------------------------------
-
-
-def test_raw_input_takes_the_options_or_the_defaults() -> None:
-    assert open_audio(io.BytesIO(bytes(10)), "x.raw").format == AudioFormat("LINEAR_PCM", 16000)
-    audio = open_audio(io.BytesIO(bytes(10)), "stdin", encoding="MULAW", sample_rate=8000)
-    assert audio.format == AudioFormat("MULAW", 8000)
-    assert audio.pace_bytes_per_second == 8000
-    assert audio.stream.read() == bytes(10), "sniffed bytes are put back"
-
-
-def test_wav_header_wins_and_contradicting_options_are_refused() -> None:
-    data = wav_bytes(tag=MULAW, bits=8, rate=8000, data=b"\xff" * 8)
-    audio = open_audio(io.BytesIO(data), "call.wav")
-    assert audio.format == AudioFormat("MULAW", 8000)
-    assert audio.stream.read() == b"\xff" * 8, "only the audio is sent, not the header"
-    with pytest.raises(UnsupportedAudioError, match="8000 Hz; --sample-rate 16000"):
-        open_audio(io.BytesIO(data), "call.wav", sample_rate=16000)
-    with pytest.raises(UnsupportedAudioError, match="--encoding LINEAR_PCM"):
-        open_audio(io.BytesIO(data), "call.wav", encoding="LINEAR_PCM")
-
-
-def test_wav_named_file_without_a_riff_header_is_refused() -> None:
-    with pytest.raises(UnsupportedAudioError, match="not a WAV file"):
-        open_audio(io.BytesIO(b"ID3\x03 an mp3 really"), "song.wav")
-
-
-def test_flac_streaminfo_gives_rate_and_pace() -> None:
-    # STREAMINFO: 16 kHz, mono, 16-bit, 32000 samples (2 s)
-    packed = (16000 << 44) | (0 << 41) | (15 << 36) | 32000
-    info = struct.pack(">HH", 4096, 4096) + b"\x00" * 6 + packed.to_bytes(8, "big") + b"\x00" * 16
-    head = b"fLaC" + bytes([0x80]) + (34).to_bytes(3, "big") + info
-    audio = open_audio(io.BytesIO(head + bytes(1000)), "a.flac", size=len(head) + 1000)
-    assert audio.format == AudioFormat("FLAC", 16000)
-    assert audio.pace_bytes_per_second == pytest.approx((len(head) + 1000) / 2)
-    assert chunk_bytes(audio.format, 100) == COMPRESSED_CHUNK_BYTES
+def test_raw_input_is_sent_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "audio.ulaw"
+    path.write_bytes(bytes(range(200)))
+    audio = open_audio_path(str(path), raw=True, encoding="MULAW", sample_rate=8000)
+    try:
+        assert audio.format == AudioFormat("MULAW", 8000)
+        assert audio.read(150) + audio.read(150) == bytes(range(200))
+    finally:
+        audio.close()
 
 
 # -- framing and pacing ---------------------------------------------------------------------
@@ -243,16 +147,20 @@ class RecordingSocket:
         await trio.lowlevel.checkpoint()
 
 
-async def _send(audio: AudioInput, rate: str, stop: trio.Event | None = None) -> tuple[RecordingSocket, SessionResult]:
+SESSION = Session("id", "token", "/v1/sessions/id/audio", "/v1/sessions/id/events", {})
+
+
+async def _send(audio: RawAudio, rate: str, stop: trio.Event | None = None) -> tuple[RecordingSocket, SessionResult]:
     ws = RecordingSocket()
     result = SessionResult()
     options = Options(rate=rate)  # type: ignore[arg-type]
-    await send_audio(ws, audio, options, result, trio.Event() if stop is None else stop)  # type: ignore[arg-type]
+    sender = AudioSender(options, SESSION, audio, result, trio.Event() if stop is None else stop)
+    await sender.send_input(ws)  # type: ignore[arg-type]
     return ws, result
 
 
 async def test_pcm_goes_out_in_100ms_frames_as_fast_as_accepted(autojump_clock: trio.abc.Clock) -> None:
-    audio = AudioInput.from_bytes(bytes(32000 + 100))  # 1 s and a bit
+    audio = RawAudio.from_bytes(bytes(32000 + 100))  # 1 s and a bit
     ws, result = await _send(audio, "fast")
     assert [len(m) for _, m in ws.sent] == [3200] * 10 + [100]
     assert result.audio_bytes == 32100
@@ -260,29 +168,21 @@ async def test_pcm_goes_out_in_100ms_frames_as_fast_as_accepted(autojump_clock: 
 
 
 async def test_realtime_pace_sends_a_frame_every_100ms(autojump_clock: trio.abc.Clock) -> None:
-    audio = AudioInput.from_bytes(bytes(8000), AudioFormat("MULAW", 8000))  # 1 s of mu-law
+    audio = RawAudio.from_bytes(bytes(8000), AudioFormat("MULAW", 8000))  # 1 s of mu-law
     ws, _ = await _send(audio, "realtime")
     assert [len(m) for _, m in ws.sent] == [800] * 10
     times = [t - ws.sent[0][0] for t, _ in ws.sent]
     assert times == pytest.approx([i / 10 for i in range(10)], abs=1e-6)
 
 
-async def test_a_wav_data_length_bounds_what_is_sent(autojump_clock: trio.abc.Clock) -> None:
-    trailer = b"LIST" + struct.pack("<I", 4) + b"INFO"
-    data = wav_bytes(data=bytes(4000)) + trailer  # 125 ms of PCM, then a trailing chunk
-    audio = open_audio(io.BytesIO(data), "x.wav")
-    ws, _ = await _send(audio, "fast")
-    assert [len(m) for _, m in ws.sent] == [3200, 800]
-
-
 async def test_a_trailing_half_sample_is_dropped(autojump_clock: trio.abc.Clock) -> None:
-    ws, _ = await _send(AudioInput.from_bytes(bytes(3201)), "fast")
+    ws, _ = await _send(RawAudio.from_bytes(bytes(3201)), "fast")
     assert [len(m) for _, m in ws.sent] == [3200]
 
 
 async def test_stop_ends_the_audio_between_frames(autojump_clock: trio.abc.Clock) -> None:
     stop = trio.Event()
-    audio = AudioInput.from_bytes(bytes(32000 * 10))
+    audio = RawAudio.from_bytes(bytes(32000 * 10))
     async with trio.open_nursery() as nursery:
 
         async def press_stop() -> None:
@@ -317,7 +217,7 @@ def test_event_ids_are_numbers_when_numeric() -> None:
 def _feed(printer: JsonPrinter | TextPrinter, events: list[tuple[str, int, dict[str, Any]]]) -> SessionResult:
     result = SessionResult()
     for name, event_id, data in events:
-        if _handle_event(name, event_id, data, result, printer):
+        if handle_event(name, event_id, data, result, printer):
             break
     printer.close()
     return result
@@ -418,6 +318,7 @@ def test_websocket_url_and_session_settings() -> None:
         "sample_rate_hertz": 8000,
         "language_code": "en-US",
         "interim_results": False,
+        "word_time_offsets": True,
     }
 
 
@@ -433,28 +334,48 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unsupported_file_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "stereo.wav"
-    path.write_bytes(wav_bytes(channels=2, data=bytes(400)))
+    path = tmp_path / "notes.wav"
+    path.write_text("not audio at all\n" * 10)
     assert main([str(path)]) == EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.count("\n") == 1 and "2 channels" in captured.err and "Traceback" not in captured.err
+    assert captured.err.count("\n") == 1 and "not an audio file" in captured.err and "Traceback" not in captured.err
     assert main([str(tmp_path / "missing.wav")]) == EXIT_USAGE
     assert "cannot read" in capsys.readouterr().err
+    assert main([str(path), "--encoding", "MULAW"]) == EXIT_USAGE
+    assert "--encoding is for --raw input" in capsys.readouterr().err
 
 
 def test_unreachable_server_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    path = tmp_path / "a.wav"
-    path.write_bytes(wav_bytes(data=bytes(3200)))
+    path = wav_file(tmp_path / "a.wav", frames=bytes(3200))
     assert main([str(path), "--url", f"http://127.0.0.1:{port}"]) == EXIT_FAILURE
     err = capsys.readouterr().err
-    assert err.startswith(f"reserve-client: cannot reach Reserve at http://127.0.0.1:{port}: ")
+    assert err.startswith(f"reserve: cannot reach Reserve at http://127.0.0.1:{port}: ")
     assert err.count("\n") == 1
 
 
 def test_client_error_keeps_its_exit_code() -> None:
     assert ClientError("x").exit_code == EXIT_FAILURE
     assert UnsupportedAudioError("x").exit_code == EXIT_USAGE
+
+
+def test_a_truncated_file_sends_what_decodes_and_says_where_it_stopped(tmp_path: Path) -> None:
+    flac = tmp_path / "speech.flac"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(DATA / "find_keys.wav"), str(flac)], check=True
+    )
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    audio = open_audio_path(str(cut))
+    try:
+        data = b""
+        while chunk := audio.read(3200):
+            data += chunk
+        assert 0 < len(data) < 98562
+        stopped = f"{cut}: decoding stopped after {len(data) / 32000:.1f} s of audio"
+        assert audio.warnings == [f"{stopped}: Invalid data found when processing input"]
+    finally:
+        audio.close()

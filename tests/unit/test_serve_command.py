@@ -1,5 +1,6 @@
 """``reserve serve`` refuses what it cannot serve before starting anything: one line per problem
-on stderr, exit status 2, never a traceback."""
+on stderr, never a traceback: exit status 1 for the configuration (the lines every way of serving
+gives), 2 for the command line and the process model."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESERVE_AUTH_DISABLED", "true")  # as serve.sh runs it; keys: tested below
 
 
-def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], status: int = 2) -> list[str]:
     with pytest.raises(SystemExit) as exited:
         raise SystemExit(main(argv))
-    assert exited.value.code == 2
+    assert exited.value.code == status
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err
     return captured.err.splitlines()
@@ -51,11 +52,11 @@ def test_no_api_keys_is_refused_before_any_worker_starts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("RESERVE_AUTH_DISABLED")
-    (line,) = refused(["serve"], capsys)
-    assert line.startswith("reserve serve: no API keys configured: set RESERVE_API_KEYS")
+    (line,) = refused(["serve"], capsys, status=1)
+    assert line.startswith("Reserve cannot start: no API keys configured. Set RESERVE_API_KEYS")
     monkeypatch.setenv("RESERVE_API_KEYS", " , ")
-    (line,) = refused(["serve", "--workers", "2"], capsys)[1:]
-    assert line.startswith("reserve serve: no API keys configured")
+    (line,) = refused(["serve", "--workers", "2"], capsys, status=1)
+    assert line.startswith("Reserve cannot start: no API keys configured")
 
 
 def test_each_bad_setting_is_one_line_naming_its_variable(
@@ -65,14 +66,14 @@ def test_each_bad_setting_is_one_line_naming_its_variable(
     monkeypatch.setenv("RESERVE_WORKERS", "0")
     monkeypatch.setenv("RESERVE_API_KEYS", "secret-key-that-must-not-show")
     monkeypatch.setenv("RESERVE_TOKEN_SECRET", "short-secret")
-    lines = refused(["serve"], capsys)
+    lines = refused(["serve"], capsys, status=1)  # the configuration's own lines, as every command gives them
     assert len(lines) == 3
-    assert {line.split(": ")[2] for line in lines} == {
+    assert {line.split(": ")[1] for line in lines} == {
         "RESERVE_MAX_SESSIONS='lots'",
         "RESERVE_WORKERS='0'",
         "RESERVE_TOKEN_SECRET",  # a secret: its value is not shown
     }
-    assert all(line.startswith("reserve serve: invalid configuration: RESERVE_") for line in lines)
+    assert all(line.startswith("Reserve cannot start: RESERVE_") for line in lines)
 
 
 @pytest.mark.parametrize(
