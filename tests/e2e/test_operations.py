@@ -71,6 +71,9 @@ async def test_metrics_follow_a_session_from_creation_to_its_end(gateway: Gatewa
             assert during["reserve_sse_readers"] == 1
             assert during["reserve_riva_streams_open"] == 1
             assert during['reserve_audio_received_bytes_total{encoding="LINEAR_PCM"}'] == 0.3 * 32000
+            # a result before the end of audio, which closes the chunk-to-result window (a loaded
+            # machine may otherwise deliver every result after it)
+            await wait_until(lambda: bool(events.transcripts))
             await stream_audio(ws, seconds=0.2)
             assert (await close_reason(ws))[:2] == (1000, "session finished")
     await events.done.wait()

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import trio
 
-from tests.harness import SERVE, poll_until, served
+from tests.harness import SERVE, poll_until, served, wait_until
 from tests.redis_server import RedisServer, redis_server
 from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
 
@@ -139,11 +139,16 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
 async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    """A keys file that cannot be read: each worker fails its start-up (and is never reported
-    ready); after five such exits in a row the supervisor gives up rather than loop forever."""
-    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_API_KEYS_FILE": str(tmp_path / "missing")}
+    """A keys file that goes away once the supervisor has checked it (and before its workers, still
+    importing, check it again): each worker fails its start-up (and is never reported ready); after
+    five such exits in a row the supervisor gives up rather than loop forever."""
+    keys = tmp_path / "keys"
+    keys.write_text("a-key\n")
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_API_KEYS_FILE": str(keys)}
     env.pop("RESERVE_AUTH_DISABLED")
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+        await wait_until(lambda: " started (pid " in server.log, timeout_s=10)
+        keys.unlink()
         assert await server.wait_exit(60) == 1
         log = server.log
         assert "before it was ready, 5 times in a row: stopping" in log

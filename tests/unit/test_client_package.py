@@ -97,5 +97,5 @@ def test_the_reserve_command_dispatches_by_name(capsys: pytest.CaptureFixture[st
     assert "usage: reserve transcribe" in capsys.readouterr().out
     assert reserve_main(["nonsense"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("reserve: unknown command 'nonsense'; the commands are: ") and "transcribe" in err
+    assert err.startswith("reserve: unknown command 'nonsense'; usage: reserve {serve,transcribe}")
     assert reserve_main([]) == 2
