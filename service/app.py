@@ -13,7 +13,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from service.api import audio, cors, events, health, metrics, models, sessions, tokens, web
+from service.api import audio, cors, events, health, metrics, models, realtime, sessions, tokens, web
 from service.api.common import error_response
 from service.auth.guard import AuthConfigError, Guard
 from service.errors import InternalError, ReserveError
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         swagger_ui_path=None,
         info={"title": "Reserve", "version": "0.1.0"},
     )
-    for module in (sessions, tokens, audio, events, health, metrics, models, web):
+    for module in (sessions, tokens, audio, events, health, metrics, models, web, realtime):
         app.register_blueprint(module.blueprint)
     guard = Guard(settings)
     app.extensions["reserve.auth"] = guard

@@ -1,0 +1,84 @@
+"""OpenAI's SDK, unchanged, transcribing through ``/v1/realtime`` (GA and beta dialects)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from openai import OpenAI
+
+from tests.compat.conftest import in_thread, scripted_gateway
+from tests.harness import TEST_API_KEY, Gateway
+
+PCM24_CHUNK = 4800  # 100 ms at 24 kHz, 16-bit
+SCRIPT = "hello there|general kenobi"  # 200 ms of audio per word
+MANUAL = {
+    "type": "transcription",
+    "audio": {
+        "input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+            "turn_detection": None,
+        }
+    },
+}
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+DELTA = "conversation.item.input_audio_transcription.delta"
+
+
+def client_for(gateway: Gateway) -> OpenAI:
+    return OpenAI(api_key=TEST_API_KEY, base_url=f"{gateway.base_url}/v1", max_retries=0)
+
+
+def audio_events(seconds: float) -> list[str]:
+    chunk = base64.b64encode(bytes(PCM24_CHUNK)).decode()
+    return [chunk] * round(seconds * 10)
+
+
+def ga_transcribe(gateway: Gateway, session: dict[str, Any], seconds: float, *, completions: int) -> list[Any]:
+    events: list[Any] = []
+    with client_for(gateway).realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(session=session)  # type: ignore[arg-type]
+        for audio in audio_events(seconds):
+            connection.input_audio_buffer.append(audio=audio)
+        if session["audio"]["input"].get("turn_detection", "vad") is None:
+            connection.input_audio_buffer.commit()
+        for event in connection:
+            events.append(event)
+            if sum(e.type == COMPLETED for e in events) == completions:
+                break
+    return events
+
+
+async def test_ga_manual_commit_is_one_turn() -> None:
+    async with scripted_gateway(SCRIPT) as gateway:
+        events = await in_thread(lambda: ga_transcribe(gateway, MANUAL, 0.8, completions=1))
+    types = [e.type for e in events]
+    assert types[:2] == ["session.created", "session.updated"]
+    assert events[1].session.audio.input.turn_detection is None
+    completed = events[-1]
+    assert completed.transcript == "hello there general kenobi"
+    assert completed.usage.type == "duration" and completed.usage.seconds == 0.8
+    committed = next(e for e in events if e.type == "input_audio_buffer.committed")
+    added = next(e for e in events if e.type == "conversation.item.added")
+    assert committed.item_id == added.item.id == completed.item_id
+    deltas = [e for e in events if e.type == DELTA]
+    assert "".join(d.delta for d in deltas) == "hello there general kenobi"
+    assert {d.item_id for d in deltas} == {completed.item_id}
+    assert "input_audio_buffer.speech_started" not in types  # no VAD events with turn detection off
+
+
+async def test_ga_server_vad_turns_are_riva_finals() -> None:
+    session = {**MANUAL, "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}}}
+    async with scripted_gateway(SCRIPT) as gateway:
+        events = await in_thread(lambda: ga_transcribe(gateway, session, 0.8, completions=2))
+    assert events[1].session.audio.input.turn_detection.type == "server_vad"
+    completed = [e for e in events if e.type == COMPLETED]
+    assert [c.transcript for c in completed] == ["hello there", "general kenobi"]
+    first, second = completed
+    turn = [e.type for e in events if getattr(e, "item_id", None) == first.item_id or e.type == "conversation.item.added"]
+    assert turn.index("input_audio_buffer.speech_started") < turn.index("input_audio_buffer.speech_stopped")
+    assert "conversation.item.done" in [e.type for e in events]
+    added = [e for e in events if e.type == "conversation.item.added"]
+    assert [a.item.id for a in added] == [first.item_id, second.item_id]
+    assert added[1].previous_item_id == first.item_id
