@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Sessions an API key may create per minute (0: no limit)"
     )
     log_transcripts: bool = Field(False, description="Log transcript text at DEBUG (never at INFO)")
+    max_upload_bytes: int = Field(
+        25 * 1024 * KIB, ge=1 * KIB, description="Largest audio file POST /v1/audio/transcriptions accepts"
+    )
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:

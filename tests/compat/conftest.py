@@ -42,9 +42,11 @@ def gateway_settings(riva: FakeRiva, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def scripted_gateway(transcript: str, **custom: str) -> AsyncIterator[Gateway]:
-    with scripted_riva(**{"fake.transcript": transcript, **custom}) as riva:
-        async with running_gateway(gateway_settings(riva)) as gateway:
+async def scripted_gateway(
+    transcript: str, custom: dict[str, str] | None = None, **settings: Any
+) -> AsyncIterator[Gateway]:
+    with scripted_riva(**{"fake.transcript": transcript, **(custom or {})}) as riva:
+        async with running_gateway(gateway_settings(riva, **settings)) as gateway:
             yield gateway
 
 
