@@ -82,3 +82,67 @@ async def test_ga_server_vad_turns_are_riva_finals() -> None:
     added = [e for e in events if e.type == "conversation.item.added"]
     assert [a.item.id for a in added] == [first.item_id, second.item_id]
     assert added[1].previous_item_id == first.item_id
+
+
+def beta_transcribe(gateway: Gateway, api_key: str) -> list[Any]:
+    events: list[Any] = []
+    client = OpenAI(  # the beta client assumes wss:// unless told the socket's base
+        api_key=api_key, base_url=f"{gateway.base_url}/v1", websocket_base_url=f"{gateway.ws_base}/v1", max_retries=0
+    )
+    with client.beta.realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"}) as connection:
+        connection.transcription_session.update(
+            session={
+                "input_audio_format": "pcm16",
+                "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                "turn_detection": None,
+            }
+        )
+        for audio in audio_events(0.8):
+            connection.input_audio_buffer.append(audio=audio)
+        connection.input_audio_buffer.commit()
+        for event in connection:
+            events.append(event)
+            if event.type == COMPLETED:
+                break
+    return events
+
+
+async def test_beta_transcription_session_with_a_minted_secret() -> None:
+    async with scripted_gateway(SCRIPT) as gateway:
+
+        def mint() -> str:
+            with client_for(gateway) as client:
+                return client.beta.realtime.transcription_sessions.create(input_audio_format="pcm16").client_secret.value
+
+        secret = await in_thread(mint)
+        events = await in_thread(lambda: beta_transcribe(gateway, secret))
+    types = [e.type for e in events]
+    assert types[:2] == ["transcription_session.created", "transcription_session.updated"]
+    assert events[1].session.input_audio_format == "pcm16" and events[1].session.turn_detection is None
+    assert "conversation.item.created" in types and "conversation.item.added" not in types
+    assert events[-1].transcript == "hello there general kenobi"
+
+
+async def test_ga_client_secret_opens_one_connection() -> None:
+    async with scripted_gateway(SCRIPT) as gateway:
+
+        def mint() -> Any:
+            with client_for(gateway) as client:
+                return client.realtime.client_secrets.create(
+                    session={"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+                )
+
+        secret = await in_thread(mint)
+        keyed = OpenAI(api_key=secret.value, base_url=f"{gateway.base_url}/v1", max_retries=0)
+
+        def connect_twice() -> list[Any]:
+            firsts = []
+            for _ in range(2):
+                with keyed.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+                    firsts.append(connection.recv())
+            return firsts
+
+        first, second = await in_thread(connect_twice)
+    assert secret.session.audio.input.turn_detection is None
+    assert first.type == "session.created"
+    assert second.type == "error" and second.error.code == "forbidden"  # single use
