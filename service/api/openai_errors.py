@@ -41,6 +41,9 @@ def openai_errors(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Await
             return from_reserve(error)
         except HTTPException as error:
             code = (error.name or "error").lower().replace(" ", "_")
-            return openai_error(error.code or 500, code, error.description or error.name)
+            response = openai_error(error.code or 500, code, error.description or error.name)
+            if error.code == 413:  # the rest of the body was never read: this connection cannot be reused
+                response.headers["Connection"] = "close"
+            return response
 
     return wrapper

@@ -54,6 +54,7 @@ class Connection:
         self._settings: RecognitionSettings | None = None
         self._turns = Turns(dialect.style, manual=self.config.manual_turns)
         self._flush_targets: deque[int] = deque()
+        self._targets_added = trio.Event()  # wakes the pump to wait for a new flush too
         self._header = bytearray()  # file mode: the first chunk(s), until the WAV data begins
         self._nursery: trio.Nursery | None = None
 
@@ -178,7 +179,7 @@ class Connection:
         if self._turns.manual:
             for out in self._turns.commit():
                 await self._send(out)
-            self._flush_targets.append(await self._driven.finalize())
+            self._await_flush(await self._driven.finalize())
         else:
             await self._driven.finalize()  # Riva's finals now; each completes a turn as usual
 
@@ -188,7 +189,11 @@ class Connection:
             return
         for out in self._turns.clear():
             await self._send(out)
-        self._flush_targets.append(await self._driven.finalize())
+        self._await_flush(await self._driven.finalize())
+
+    def _await_flush(self, target: int) -> None:
+        self._flush_targets.append(target)
+        self._targets_added.set()
 
     async def _done(self) -> None:
         if self._driven is not None:
@@ -221,7 +226,9 @@ class Connection:
                 self._nursery.cancel_scope.cancel()
                 return
             target = self._flush_targets[0] - 1 if self._flush_targets else None
-            await driven.wait(finalized_after=target)
+            await driven.wait(finalized_after=target, or_until=self._targets_added)
+            if self._targets_added.is_set():
+                self._targets_added = trio.Event()
 
     def _translate(self, driven: DrivenSession, name: str, data: dict[str, Any]) -> list[Event]:
         if name == "transcript":

@@ -73,9 +73,9 @@ class DrivenSession:
             self._cursor = events[-1].id
         return [SessionEvent(e.id, e.name, msgspec.json.decode(frame_data(e.frame))) for e in events]
 
-    async def wait(self, *, finalized_after: int | None = None) -> None:
-        """Until a new event is logged (or, with ``finalized_after``, a finalize is flushed)."""
-        if finalized_after is None:
+    async def wait(self, *, finalized_after: int | None = None, or_until: trio.Event | None = None) -> None:
+        """Until a new event is logged, or (``finalized_after``) a finalize is flushed, or ``or_until`` is set."""
+        if finalized_after is None and or_until is None:
             await self.session.log.wait_after(self._cursor)
             return
         async with trio.open_nursery() as nursery:
@@ -85,7 +85,10 @@ class DrivenSession:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(first, lambda: self.session.log.wait_after(self._cursor))
-            nursery.start_soon(first, lambda: self.session.wait_finalized_after(finalized_after))
+            if finalized_after is not None:
+                nursery.start_soon(first, lambda: self.session.wait_finalized_after(finalized_after))
+            if or_until is not None:
+                nursery.start_soon(first, or_until.wait)
 
     def close(self, reason: str = "client_gone") -> None:
         """The adapter's client is gone: a session not ended by ``end`` is cancelled at once

@@ -112,7 +112,9 @@ async def test_beta_transcription_session_with_a_minted_secret() -> None:
 
         def mint() -> str:
             with client_for(gateway) as client:
-                return client.beta.realtime.transcription_sessions.create(input_audio_format="pcm16").client_secret.value
+                return client.beta.realtime.transcription_sessions.create(
+                    input_audio_format="pcm16"
+                ).client_secret.value
 
         secret = await in_thread(mint)
         events = await in_thread(lambda: beta_transcribe(gateway, secret))

@@ -1,0 +1,147 @@
+"""The realtime socket under faults: Riva failing mid-connection (every word exactly once, through
+the OpenAI SDK), and bad client events, each answered with a typed ``error`` event."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import trio
+from openai import OpenAI
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from tests.compat.conftest import in_thread, scripted_gateway
+from tests.harness import TEST_API_KEY, Gateway
+
+RATE = 24000
+WORDS = "one two|three four|five six"
+# every sample names a word of WORDS (0 is silence): fake_riva's content-driven script
+SPEECH = [(1, 200), (2, 200), (0, 400), (3, 200), (4, 200), (0, 400), (5, 200), (6, 200), (0, 400)]
+CHUNK = 4800  # 100 ms at 24 kHz
+
+
+def speech() -> bytes:
+    return np.concatenate([np.full(ms * RATE // 1000, value, dtype="<i2") for value, ms in SPEECH]).tobytes()
+
+
+def vad_transcripts(gateway: Gateway, audio: bytes, turns: int) -> list[Any]:
+    client = OpenAI(api_key=TEST_API_KEY, base_url=f"{gateway.base_url}/v1", max_retries=0)
+    events: list[Any] = []
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(session={"type": "transcription"})
+        for start in range(0, len(audio), CHUNK):
+            connection.input_audio_buffer.append(audio=base64.b64encode(audio[start : start + CHUNK]).decode())
+        for event in connection:
+            events.append(event)
+            if sum(e.type == "conversation.item.input_audio_transcription.completed" for e in events) == turns:
+                break
+    return events
+
+
+async def test_riva_failing_mid_connection_loses_and_repeats_nothing() -> None:
+    faults = {
+        "fake.words_in_audio": "true",
+        "fake.fail_after_chunks": "10",  # inside "three four", after the first turn's final
+        "fake.fail_code": "UNAVAILABLE",
+        "fake.fault_times": "1",
+        "fake.fault_id": "realtime",
+    }
+    async with scripted_gateway(WORDS, faults) as gateway:
+        events = await in_thread(lambda: vad_transcripts(gateway, speech(), 3))
+        describe = await gateway.http.get("/metrics")
+    completed = [e.transcript for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert completed == ["one two", "three four", "five six"]
+    assert "error" not in [e.type for e in events]  # failover is invisible to the client
+    assert "reserve_riva_reconnects_total 1.0" in describe.text
+
+
+# -- bad client events ---------------------------------------------------------------------------
+async def send(ws: WebSocketConnection, message: str | bytes) -> dict[str, Any]:
+    await ws.send_message(message)
+    with trio.fail_after(5):
+        return json.loads(await ws.get_message())  # type: ignore[no-any-return]
+
+
+async def test_bad_events_each_get_a_typed_error_and_the_socket_stays_open() -> None:
+    async with scripted_gateway(WORDS) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+        max_audio = gateway.settings.max_frame_bytes
+        async with open_websocket_url(url, extra_headers=headers) as ws:
+            assert json.loads(await ws.get_message())["type"] == "session.created"
+            answers = {
+                "bad json": await send(ws, "{not json"),
+                "no type": await send(ws, '{"audio": "AAAA"}'),
+                "unknown": await send(ws, '{"type": "input_audio_buffer.shout", "event_id": "e1"}'),
+                "conversation": await send(ws, '{"type": "response.create"}'),
+                "bad base64": await send(ws, '{"type": "input_audio_buffer.append", "audio": "***", "event_id": "e2"}'),
+                "too large": await send(
+                    ws,
+                    json.dumps(
+                        {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(max_audio + 3)).decode()}
+                    ),
+                ),
+                "binary": await send(ws, b"\x00\x01"),
+                "noise": await send(
+                    ws,
+                    json.dumps(
+                        {
+                            "type": "session.update",
+                            "session": {"type": "transcription", "audio": {"input": {"noise_reduction": {}}}},
+                        }
+                    ),
+                ),
+                "empty commit": await send(ws, '{"type": "input_audio_buffer.commit"}'),
+                "good update": await send(ws, '{"type": "session.update", "session": {"type": "transcription"}}'),
+            }
+            await ws.aclose()
+    codes = {name: (a["type"], a.get("error", {}).get("code")) for name, a in answers.items()}
+    assert codes == {
+        "bad json": ("error", "invalid_json"),
+        "no type": ("error", "invalid_event"),
+        "unknown": ("error", "unknown_event"),
+        "conversation": ("error", "unsupported_event"),
+        "bad base64": ("error", "invalid_audio"),
+        "too large": ("error", "audio_too_large"),
+        "binary": ("error", "invalid_event"),
+        "noise": ("error", "unsupported_option"),
+        "empty commit": ("error", "input_audio_buffer_commit_empty"),
+        "good update": ("session.updated", None),
+    }
+    assert answers["unknown"]["error"]["event_id"] == "e1" and answers["unknown"]["error"]["param"] == "type"
+    assert answers["bad base64"]["error"]["event_id"] == "e2"
+    assert answers["noise"]["error"]["param"] == "session.audio.input.noise_reduction"
+    assert all(a["error"]["type"] == "invalid_request_error" for a in answers.values() if a["type"] == "error")
+
+
+async def closing(url: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
+    async with open_websocket_url(url, **kwargs) as ws:
+        try:
+            first = json.loads(await ws.get_message())
+            with trio.fail_after(5):
+                await ws.get_message()
+        except ConnectionClosed as closed:
+            assert closed.reason is not None
+            return first, closed.reason.code
+        finally:
+            await ws._stream.aclose()  # trio-websocket 0.12 leaves it open after a server close (see harness)
+    raise AssertionError("the socket stayed open")
+
+
+async def test_credentials_on_the_socket() -> None:
+    async with scripted_gateway(WORDS) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        missing = await closing(url)
+        key_as_subprotocol = await closing(url, subprotocols=["realtime", f"openai-insecure-api-key.{TEST_API_KEY}"])
+        wrong_key = await closing(url, extra_headers=[("Authorization", "Bearer nope")])
+        conversation = await closing(
+            f"{gateway.ws_base}/v1/realtime?intent=conversation",
+            extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")],
+        )
+    assert (missing[0]["error"]["code"], missing[1]) == ("unauthorized", 4401)
+    assert (key_as_subprotocol[0]["error"]["code"], key_as_subprotocol[1]) == ("forbidden", 4403)
+    assert "never be sent from a browser" in key_as_subprotocol[0]["error"]["message"]
+    assert (wrong_key[0]["error"]["code"], wrong_key[1]) == ("forbidden", 4403)
+    assert (conversation[0]["error"]["code"], conversation[1]) == ("bad_request", 1003)
