@@ -145,3 +145,32 @@ async def test_credentials_on_the_socket() -> None:
     assert "never be sent from a browser" in key_as_subprotocol[0]["error"]["message"]
     assert (wrong_key[0]["error"]["code"], wrong_key[1]) == ("forbidden", 4403)
     assert (conversation[0]["error"]["code"], conversation[1]) == ("bad_request", 1003)
+
+
+async def test_riva_down_fails_the_turn_with_a_typed_error_and_a_close_code() -> None:
+    custom = {"fake.refuse": "UNAVAILABLE"}
+    async with scripted_gateway(WORDS, custom, riva_start_deadline_s=0.3) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+        events: list[dict[str, Any]] = []
+        async with open_websocket_url(url, extra_headers=headers) as ws:
+            try:
+                update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+                    "turn_detection": None}}}}  # fmt: skip
+                await ws.send_message(json.dumps(update))
+                audio = base64.b64encode(bytes(CHUNK)).decode()
+                await ws.send_message(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+                await ws.send_message('{"type": "input_audio_buffer.commit"}')
+                with trio.fail_after(10):
+                    while True:
+                        events.append(json.loads(await ws.get_message()))
+            except ConnectionClosed as closed:
+                assert closed.reason is not None
+                code = closed.reason.code
+            finally:
+                await ws._stream.aclose()
+    types = [e["type"] for e in events]
+    assert types[-2:] == ["error", "conversation.item.input_audio_transcription.failed"]
+    assert events[-2]["error"]["code"] == "upstream_unavailable" and events[-2]["error"]["type"] == "server_error"
+    assert events[-1]["item_id"] == next(e["item_id"] for e in events if e["type"] == "input_audio_buffer.committed")
+    assert code == 1011
