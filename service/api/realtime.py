@@ -168,12 +168,12 @@ async def client_secrets() -> Response:
 @blueprint.post("/v1/realtime/transcription_sessions")
 @openai_errors
 async def transcription_sessions() -> Response:
-    """OpenAI beta and NVIDIA: the whole default session object with ``client_secret``."""
+    """OpenAI beta (its SDK sends an ``OpenAI-Beta`` header) and NVIDIA: the whole session object,
+    in the asker's dialect, with ``client_secret``."""
     body = await _json_body()
-    nvidia = Nvidia()
-    config = _configured(nvidia, body or None)
+    dialect: Dialect = OpenAIBeta() if "OpenAI-Beta" in request.headers else Nvidia()
+    config = _configured(dialect, body or None)
     value, expires_at = _mint(_expiry_seconds(body))
-    session = nvidia.session_object(config, f"sess_{int(time.time() * 1000):x}")
-    session["turn_detection"] = config.turn_detection  # what the beta SDK reads
+    session = dialect.session_object(config, f"sess_{int(time.time() * 1000):x}")
     session["client_secret"] = {"value": value, "expires_at": expires_at}
     return _no_store(session)

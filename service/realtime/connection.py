@@ -113,10 +113,11 @@ class Connection:
         except EventError as error:
             error.event_id = event_id
             raise
-        if self._settings is not None and settings != self._settings:
+        streaming = self._settings is not None
+        if streaming and (settings != self._settings or config.manual_turns != self._turns.manual):
             raise EventError(
                 "session_streaming",
-                "recognition settings cannot change once audio has started; open a new connection",
+                "recognition settings and turn detection cannot change once audio has started; open a new connection",
                 param="session",
                 event_id=event_id,
             )

@@ -174,3 +174,19 @@ async def test_riva_down_fails_the_turn_with_a_typed_error_and_a_close_code() ->
     assert events[-2]["error"]["code"] == "upstream_unavailable" and events[-2]["error"]["type"] == "server_error"
     assert events[-1]["item_id"] == next(e["item_id"] for e in events if e["type"] == "input_audio_buffer.committed")
     assert code == 1011
+
+
+async def test_settings_are_fixed_once_audio_has_started() -> None:
+    async with scripted_gateway(WORDS) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        async with open_websocket_url(url, extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")]) as ws:
+            assert json.loads(await ws.get_message())["type"] == "session.created"
+            audio = base64.b64encode(bytes(CHUNK)).decode()
+            await ws.send_message(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            manual = {"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+            await ws.send_message(json.dumps({"type": "session.update", "session": manual, "event_id": "late"}))
+            with trio.fail_after(5):
+                while (answer := json.loads(await ws.get_message()))["type"] != "error":
+                    pass
+            await ws.aclose()
+    assert answer["error"]["code"] == "session_streaming" and answer["error"]["event_id"] == "late"
