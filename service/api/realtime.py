@@ -84,7 +84,14 @@ async def realtime() -> None:
 
     async def open_session(settings: RecognitionSettings) -> DrivenSession:
         await check_offered(settings)
-        return await DrivenSession.start(registry(), settings, owner=principal.key_id, on_end=release)
+        driven = await DrivenSession.start(registry(), settings, owner=principal.key_id, on_end=release)
+        log.info(
+            "realtime connection (%s) streams into session %s",
+            dialect.name,
+            driven.session.id,
+            extra={"session_id": driven.session.id},
+        )
+        return driven
 
     frame_bytes = registry().runtime.settings.max_frame_bytes
     connection = Connection(dialect, send=_send, open_session=open_session, max_audio_bytes=frame_bytes)

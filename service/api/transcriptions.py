@@ -59,7 +59,10 @@ async def transcriptions() -> Response:
     options = parse_options(form)
     settings = options.settings()
     limiter = _limiter()  # taken here: a streamed body runs outside the app context
-    decoder = await trio.to_thread.run_sync(lambda: Decoder(upload.stream, copy=options.stream), limiter=limiter)
+    max_seconds = auth.settings.max_upload_audio_s
+    decoder = await trio.to_thread.run_sync(
+        lambda: Decoder(upload.stream, max_seconds=max_seconds, copy=options.stream), limiter=limiter
+    )
     try:
         await check_offered(settings)
         release = auth.admit(principal)

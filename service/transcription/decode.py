@@ -29,8 +29,16 @@ class UnsupportedFile(BadRequest):
     code = "invalid_file"
 
 
+class AudioTooLong(BadRequest):
+    """More audio than ``RESERVE_MAX_UPLOAD_AUDIO_S`` (a small compressed file can hold hours)."""
+
+    code = "audio_too_long"
+
+
 class Decoder:
-    def __init__(self, file: IO[bytes], *, chunk_bytes: int = CHUNK_BYTES, copy: bool = False) -> None:
+    def __init__(
+        self, file: IO[bytes], *, max_seconds: float, chunk_bytes: int = CHUNK_BYTES, copy: bool = False
+    ) -> None:
         """``copy``: decode a copy of ``file`` (the request closes its uploads when the handler returns,
         and a streamed response decodes after that)."""
         if copy:
@@ -40,6 +48,7 @@ class Decoder:
             file = spool
         self._file = file if copy else None
         self._chunk = chunk_bytes
+        self._max_seconds = max_seconds
         self._buffer = bytearray()
         self.decoded_bytes = 0
         try:
@@ -52,6 +61,10 @@ class Decoder:
         if not streams:
             self.close()
             raise UnsupportedFile("the file has no audio stream", param="file")
+        declared = self._container.duration  # in av.time_base units, when the container says
+        if declared is not None and declared / av.time_base > max_seconds:
+            self.close()
+            raise self._too_long()
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
         self._frames: Iterator[av.AudioFrame] = self._container.decode(streams[0])
         self._finished = False
@@ -70,7 +83,12 @@ class Decoder:
         chunk = bytes(self._buffer[: self._chunk])
         del self._buffer[: self._chunk]
         self.decoded_bytes += len(chunk)
+        if self.seconds > self._max_seconds:
+            raise self._too_long()
         return chunk
+
+    def _too_long(self) -> AudioTooLong:
+        return AudioTooLong(f"the audio is longer than {self._max_seconds:g} s; send a shorter file", param="file")
 
     @property
     def seconds(self) -> float:

@@ -85,7 +85,7 @@ async def test_stream_sends_deltas_then_done() -> None:
 
 
 async def test_errors_in_openai_shape() -> None:
-    async with scripted_gateway(SCRIPT, max_upload_bytes=100_000) as gateway:
+    async with scripted_gateway(SCRIPT, max_upload_bytes=100_000, max_upload_audio_s=2) as gateway:
         with pytest.raises(openai.BadRequestError) as bad_file:
             await in_thread(lambda: create(gateway, model="whisper-1", file=("a.mp3", b"not audio")))
         with pytest.raises(openai.PermissionDeniedError) as wrong_key:
@@ -103,6 +103,8 @@ async def test_errors_in_openai_shape() -> None:
             data={"model": "whisper-1"},
         )
         json_route = await gateway.http.post("/v1/sessions", content=b"{" + b" " * 70_000 + b"}")
+        with pytest.raises(openai.BadRequestError) as too_long:  # 3 s of audio in a few kilobytes
+            await in_thread(lambda: create(gateway, model="whisper-1", file=("long.mp3", encode("mp3", tone(3.0)))))
     assert bad_file.value.code == "invalid_file" and bad_file.value.param == "file"
     assert wrong_key.value.status_code == 403
     assert response.status_code == 400
@@ -116,3 +118,4 @@ async def test_errors_in_openai_shape() -> None:
     }
     assert too_big.status_code == 413 and too_big.json()["error"]["type"] == "invalid_request_error"
     assert json_route.status_code == 413  # the JSON routes keep RESERVE_MAX_BODY_BYTES
+    assert too_long.value.code == "audio_too_long"
