@@ -4,90 +4,18 @@ streams microphone-style PCM chunks or a WAV file (``input_audio_format: "none"`
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import io
 import wave
-from typing import Any
 
 import httpx
 import numpy as np
 
 from tests.compat.conftest import in_thread, scripted_gateway
-from tests.harness import TEST_API_KEY, Gateway
+from tests.compat.nvidia_client import client_args, transcribe
+from tests.harness import TEST_API_KEY
 
 PCM16_CHUNK = 3200  # 100 ms at 16 kHz
 SCRIPT = "hello there|general kenobi"  # 200 ms of audio per word
-
-
-def client_args(gateway: Gateway, *, mic: bool, word_time_offsets: bool = True) -> argparse.Namespace:
-    """What NVIDIA's example script's argument parser gives the client."""
-    return argparse.Namespace(
-        server=gateway.base_url.removeprefix("http://"),
-        endpoint="/v1/realtime",
-        query_params="intent=transcription",
-        use_ssl=False,
-        ssl_root_cert=None,
-        ssl_client_cert=None,
-        ssl_client_key=None,
-        mint_api_key=TEST_API_KEY,
-        mic=mic,
-        language_code="en-US",
-        model_name="",
-        prompt="",
-        sample_rate_hz=16000,
-        num_channels=1,
-        max_alternatives=1,
-        automatic_punctuation=True,
-        word_time_offsets=word_time_offsets,
-        profanity_filter=False,
-        no_verbatim_transcripts=False,
-        speaker_diarization=False,
-        diarization_max_speakers=2,
-        boosted_lm_words=None,
-        boosted_lm_score=4.0,
-        start_history=-1,
-        start_threshold=-1.0,
-        stop_history=-1,
-        stop_threshold=-1.0,
-        stop_history_eou=-1,
-        stop_threshold_eou=-1.0,
-        custom_configuration="",
-    )
-
-
-def transcribe(args: argparse.Namespace, chunks: list[bytes], force_eou: list[bool] | None = None) -> dict[str, Any]:
-    """The client's own flow: connect, send and receive at once, keep its final transcript."""
-    from riva.client.realtime import RealtimeClientASR  # imported here: its module configures logging
-
-    deltas: list[str] = []
-    completed: list[dict[str, Any]] = []
-
-    async def run() -> str:
-        client = RealtimeClientASR(args)
-        await client.connect()
-        original_recv = client.websocket.recv
-
-        async def recording_recv(*a: Any, **k: Any) -> Any:
-            import json
-
-            message = await original_recv(*a, **k)
-            event = json.loads(message)
-            if event["type"].endswith(".delta"):
-                deltas.append(event["delta"])
-            elif event["type"].endswith(".completed"):
-                completed.append(event)
-            return message
-
-        client.websocket.recv = recording_recv
-        try:
-            await asyncio.gather(client.send_audio_chunks(chunks, force_eou), client.receive_responses())
-        finally:
-            await client.disconnect()
-        return client.final_transcript
-
-    final = asyncio.run(run())
-    return {"final": final, "deltas": deltas, "completed": completed}
 
 
 def wav_file(pcm: bytes) -> bytes:

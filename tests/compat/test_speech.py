@@ -18,6 +18,7 @@ from openai import OpenAI
 from service.settings import Settings
 from tests.compat.audio_files import encode
 from tests.compat.conftest import in_thread
+from tests.compat.nvidia_client import client_args, transcribe
 from tests.harness import TEST_API_KEY, Gateway, running_gateway
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -82,3 +83,10 @@ async def test_realtime_at_24khz(bundled: Gateway) -> None:
 
     text = await in_thread(transcribe)
     assert jiwer.wer(REFERENCES["children_park.wav"], normalise(text)) <= MAX_WER, text
+
+
+async def test_nvidia_client_in_file_mode(bundled: Gateway) -> None:
+    data = (DATA / "find_keys.wav").read_bytes()
+    chunks = [data[i : i + 6400] for i in range(0, len(data), 6400)]  # the WAV header rides in the first
+    result = await in_thread(lambda: transcribe(client_args(bundled, mic=False), chunks))
+    assert jiwer.wer(REFERENCES["find_keys.wav"], normalise(result["final"])) <= MAX_WER, result["final"]
