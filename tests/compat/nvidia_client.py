@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from tests.harness import TEST_API_KEY, Gateway
@@ -76,3 +77,10 @@ def transcribe(args: argparse.Namespace, chunks: list[bytes], force_eou: list[bo
 
     final = asyncio.run(run())
     return {"final": final, "deltas": deltas, "completed": completed}
+
+
+def file_chunks(path: Path) -> Any:
+    """What NVIDIA's example script streams in file mode: 1600-frame chunks of the file as it is."""
+    from riva.client.asr import AudioChunkFileIterator
+
+    return AudioChunkFileIterator(str(path), 1600)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 import wave
+from pathlib import Path
 
 import httpx
 import numpy as np
 
 from tests.compat.conftest import in_thread, scripted_gateway
-from tests.compat.nvidia_client import client_args, transcribe
+from tests.compat.nvidia_client import client_args, file_chunks, transcribe
 from tests.harness import TEST_API_KEY
 
 PCM16_CHUNK = 3200  # 100 ms at 16 kHz
@@ -44,11 +45,12 @@ async def test_microphone_chunks() -> None:
     assert result["deltas"] == ["hello", " there", "general", " kenobi"]  # each item's deltas append to its text
 
 
-async def test_file_mode_reads_the_wav_header() -> None:
-    data = wav_file(bytes(16000 * 2 * 9 // 10))  # 0.9 s at 16 kHz
-    chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]  # the header rides in the first chunk
+async def test_file_mode_reads_the_wav_header(tmp_path: Path) -> None:
+    path = tmp_path / "speech.wav"
+    path.write_bytes(wav_file(bytes(16000 * 2 * 9 // 10)))  # 0.9 s at 16 kHz
     async with scripted_gateway(SCRIPT) as gateway:
-        result = await in_thread(lambda: transcribe(client_args(gateway, mic=False), chunks))
+        # the client's own file reader: the WAV header rides in the first chunk
+        result = await in_thread(lambda: transcribe(client_args(gateway, mic=False), file_chunks(path)))
     assert result["final"] == "hello there general kenobi"
 
 

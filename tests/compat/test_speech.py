@@ -18,7 +18,7 @@ from openai import OpenAI
 from service.settings import Settings
 from tests.compat.audio_files import encode
 from tests.compat.conftest import in_thread
-from tests.compat.nvidia_client import client_args, transcribe
+from tests.compat.nvidia_client import client_args, file_chunks, transcribe
 from tests.harness import TEST_API_KEY, Gateway, running_gateway
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -86,7 +86,6 @@ async def test_realtime_at_24khz(bundled: Gateway) -> None:
 
 
 async def test_nvidia_client_in_file_mode(bundled: Gateway) -> None:
-    data = (DATA / "find_keys.wav").read_bytes()
-    chunks = [data[i : i + 6400] for i in range(0, len(data), 6400)]  # the WAV header rides in the first
+    chunks = file_chunks(DATA / "find_keys.wav")  # the client's own file reader, header first
     result = await in_thread(lambda: transcribe(client_args(bundled, mic=False), chunks))
     assert jiwer.wer(REFERENCES["find_keys.wav"], normalise(result["final"])) <= MAX_WER, result["final"]
