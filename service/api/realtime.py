@@ -93,8 +93,14 @@ async def realtime() -> None:
         )
         return driven
 
-    frame_bytes = registry().runtime.settings.max_frame_bytes
-    connection = Connection(dialect, send=_send, open_session=open_session, max_audio_bytes=frame_bytes)
+    bounds = registry().runtime.settings
+    connection = Connection(
+        dialect,
+        send=_send,
+        open_session=open_session,
+        max_audio_bytes=bounds.max_frame_bytes,
+        idle_timeout_s=bounds.idle_session_timeout_s,
+    )
     try:
         await connection.run(websocket.receive)
     finally:

@@ -40,8 +40,10 @@ class Connection:
         send: Callable[[Event], Awaitable[None]],
         open_session: OpenSession,
         max_audio_bytes: int,
+        idle_timeout_s: float,
     ) -> None:
         self.dialect = dialect
+        self._idle_timeout_s = idle_timeout_s
         self.config = dialect.default_config()
         self.session_id = new_id("sess")
         self.close_code = CLOSE_NORMAL
@@ -68,6 +70,7 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._close_if_idle)
                 while True:
                     message = await receive()
                     try:
@@ -77,6 +80,15 @@ class Connection:
         finally:
             if self._driven is not None:
                 self._driven.close()
+
+    async def _close_if_idle(self) -> None:
+        """No audio within the idle timeout: the connection holds a slot of its key for nothing.
+        (Once a session is open, the session's own idle timeout ends it, and the socket with it.)"""
+        await trio.sleep(self._idle_timeout_s)
+        if self._driven is None:
+            error = EventError("idle_timeout", f"no audio within {self._idle_timeout_s:g} s; closing")
+            await self._send(error_event(error))
+            self._finish(CLOSE_NORMAL, "idle_timeout")
 
     # -- the client's events ---------------------------------------------------------------
     async def _handle(self, event: dict[str, Any]) -> None:

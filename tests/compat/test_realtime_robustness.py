@@ -117,17 +117,7 @@ async def test_bad_events_each_get_a_typed_error_and_the_socket_stays_open() -> 
 
 
 async def closing(url: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
-    async with open_websocket_url(url, **kwargs) as ws:
-        try:
-            first = json.loads(await ws.get_message())
-            with trio.fail_after(5):
-                await ws.get_message()
-        except ConnectionClosed as closed:
-            assert closed.reason is not None
-            return first, closed.reason.code
-        finally:
-            await ws._stream.aclose()  # trio-websocket 0.12 leaves it open after a server close (see harness)
-    raise AssertionError("the socket stayed open")
+    return await closing_after(url, 1, **kwargs)
 
 
 async def test_credentials_on_the_socket() -> None:
@@ -190,3 +180,26 @@ async def test_settings_are_fixed_once_audio_has_started() -> None:
                     pass
             await ws.aclose()
     assert answer["error"]["code"] == "session_streaming" and answer["error"]["event_id"] == "late"
+
+
+async def test_a_connection_that_never_sends_audio_is_closed() -> None:
+    async with scripted_gateway(WORDS, idle_session_timeout_s=0.3) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        first, code = await closing_after(url, 2, extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")])
+    assert (first["type"], first["error"]["code"], code) == ("error", "idle_timeout", 1000)
+
+
+async def closing_after(url: str, messages: int, **kwargs: Any) -> tuple[dict[str, Any], int]:
+    """The ``messages``-th message, then the close code."""
+    async with open_websocket_url(url, **kwargs) as ws:
+        try:
+            for _ in range(messages):
+                last = json.loads(await ws.get_message())
+            with trio.fail_after(5):
+                await ws.get_message()
+        except ConnectionClosed as closed:
+            assert closed.reason is not None
+            return last, closed.reason.code
+        finally:
+            await ws._stream.aclose()
+    raise AssertionError("the socket stayed open")
