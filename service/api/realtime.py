@@ -84,7 +84,9 @@ async def realtime() -> None:
 
     async def open_session(settings: RecognitionSettings) -> DrivenSession:
         await check_offered(settings)
-        driven = await DrivenSession.start(registry(), settings, owner=principal.key_id, on_end=release)
+        driven = await DrivenSession.start(
+            registry(), settings, protocol=dialect.name, owner=principal.key_id, on_end=release
+        )
         log.info(
             "realtime connection (%s) streams into session %s",
             dialect.name,
@@ -94,9 +96,16 @@ async def realtime() -> None:
         return driven
 
     bounds = registry().runtime.settings
+    metrics = registry().runtime.metrics
+
+    async def send(event: dict[str, Any]) -> None:
+        if event["type"] == "error":
+            metrics.realtime_error(str(event["error"]["code"]))
+        await _send(event)
+
     connection = Connection(
         dialect,
-        send=_send,
+        send=send,
         open_session=open_session,
         max_audio_bytes=bounds.max_frame_bytes,
         idle_timeout_s=bounds.idle_session_timeout_s,

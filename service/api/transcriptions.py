@@ -67,7 +67,9 @@ async def transcriptions() -> Response:
         await check_offered(settings)
         release = auth.admit(principal)
         try:
-            driven = await DrivenSession.start(registry(), settings, owner=principal.key_id, on_end=release)
+            driven = await DrivenSession.start(
+                registry(), settings, protocol="transcriptions", owner=principal.key_id, on_end=release
+            )
         except BaseException:
             auth.not_created(principal, release)
             raise

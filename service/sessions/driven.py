@@ -42,9 +42,17 @@ class DrivenSession:
 
     @classmethod
     async def start(
-        cls, registry: Registry, config: RecognitionSettings, *, owner: str | None, on_end: Callable[[], None]
+        cls,
+        registry: Registry,
+        config: RecognitionSettings,
+        *,
+        protocol: str,
+        owner: str | None,
+        on_end: Callable[[], None],
     ) -> DrivenSession:
+        """``protocol`` labels ``reserve_adapter_sessions_total``."""
         session = await registry.create(config, owner=owner, on_end=on_end)
+        registry.runtime.metrics.adapter_session(protocol)
         return cls(session, session.attach())
 
     @property

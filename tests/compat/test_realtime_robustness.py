@@ -55,6 +55,7 @@ async def test_riva_failing_mid_connection_loses_and_repeats_nothing() -> None:
     assert completed == ["one two", "three four", "five six"]
     assert "error" not in [e.type for e in events]  # failover is invisible to the client
     assert "reserve_riva_reconnects_total 1.0" in describe.text
+    assert 'reserve_adapter_sessions_total{protocol="openai"} 1.0' in describe.text
 
 
 # -- bad client events ---------------------------------------------------------------------------
@@ -97,6 +98,7 @@ async def test_bad_events_each_get_a_typed_error_and_the_socket_stays_open() -> 
                 "good update": await send(ws, '{"type": "session.update", "session": {"type": "transcription"}}'),
             }
             await ws.aclose()
+        metrics = (await gateway.http.get("/metrics")).text
     codes = {name: (a["type"], a.get("error", {}).get("code")) for name, a in answers.items()}
     assert codes == {
         "bad json": ("error", "invalid_json"),
@@ -114,6 +116,7 @@ async def test_bad_events_each_get_a_typed_error_and_the_socket_stays_open() -> 
     assert answers["bad base64"]["error"]["event_id"] == "e2"
     assert answers["noise"]["error"]["param"] == "session.audio.input.noise_reduction"
     assert all(a["error"]["type"] == "invalid_request_error" for a in answers.values() if a["type"] == "error")
+    assert 'reserve_realtime_errors_total{code="invalid_json"} 1.0' in metrics
 
 
 async def closing(url: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
