@@ -30,6 +30,11 @@ CLOSE_GOING_AWAY = 1001
 JSON_OVERHEAD_BYTES = 4096  # an append's JSON beyond its base64 audio
 
 OpenSession = Callable[[RecognitionSettings], Awaitable[DrivenSession]]
+DIALECT_HINTS = {  # another dialect's configuration event: say how to get that dialect
+    "transcription_session.update": "it belongs to OpenAI's beta API (connect with OpenAI-Beta: realtime=v1) "
+    "or NVIDIA's (offer a realtime-token.<secret> subprotocol)",
+    "session.update": "this connection speaks OpenAI's beta or NVIDIA's dialect: send transcription_session.update",
+}
 
 
 class Connection:
@@ -105,11 +110,9 @@ class Connection:
         elif kind == "input_audio_buffer.done":
             await self._done()
         elif kind in CONVERSATION_EVENTS or kind.startswith(("session.", "transcription_session.")):
+            hint = DIALECT_HINTS.get(kind, "it is not part of a transcription session")
             raise EventError(
-                "unsupported_event",
-                f"{kind} is not part of a transcription session here",
-                param="type",
-                event_id=event_id,
+                "unsupported_event", f"{kind} is not accepted here: {hint}", param="type", event_id=event_id
             )
         else:
             raise EventError("unknown_event", f"unknown event type {kind[:80]!r}", param="type", event_id=event_id)
