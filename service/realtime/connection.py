@@ -197,6 +197,7 @@ class Connection:
                 await self._send(out)
             self._await_flush(await self._driven.finalize())
         else:
+            self._turns.audio_since_commit = False
             await self._driven.finalize()  # Riva's finals now; each completes a turn as usual
 
     async def _clear(self) -> None:

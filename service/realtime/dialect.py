@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from service.realtime.config import TranscriptionConfig
+from service.realtime.config import TranscriptionConfig, vad_endpointing
 from service.realtime.messages import EventError
 from service.realtime.turns import Event, Style
 
@@ -62,8 +62,6 @@ def optional_str(payload: dict[str, Any], name: str, param: str, event_id: str |
 def apply_turn_detection(config: TranscriptionConfig, value: Any, param: str, event_id: str | None) -> None:
     """``null``: the client commits turns; ``server_vad`` maps onto Riva's endpointing;
     ``semantic_vad`` runs as Riva's own endpointing (Riva has no semantic model)."""
-    from service.realtime.config import vad_endpointing
-
     if value is None:
         config.turn_detection = None
         config.endpointing = {}
