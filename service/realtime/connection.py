@@ -69,7 +69,7 @@ class Connection:
     def driven(self) -> DrivenSession | None:
         return self._driven
 
-    async def run(self, receive: Callable[[], Awaitable[str | bytes]]) -> None:
+    async def run(self, receive: Callable[[], Awaitable[str | bytes | None]]) -> None:
         """Until the client goes, or the session ends (then ``close_code`` says how)."""
         await self._send(self.dialect.greeting(self.config, self.session_id))
         try:

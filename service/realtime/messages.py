@@ -62,8 +62,11 @@ def error_event(error: EventError) -> dict[str, Any]:
     }
 
 
-def parse_client_event(message: str | bytes, *, max_bytes: int) -> dict[str, Any]:
-    """A JSON object with a string ``type``; anything else is an ``EventError``."""
+def parse_client_event(message: str | bytes | None, *, max_bytes: int) -> dict[str, Any]:
+    """A JSON object with a string ``type``; anything else is an ``EventError``. (Quart hands an
+    empty frame over as ``None``.)"""
+    if not message:
+        raise EventError("invalid_event", "an empty frame is not an event")
     if isinstance(message, bytes):
         raise EventError("invalid_event", "send events as JSON text frames; binary frames are not part of this API")
     if len(message) > max_bytes:

@@ -87,7 +87,14 @@ def test_nvidia_turns_end_with_the_whole_transcript() -> None:
 
 def test_client_events_are_validated() -> None:
     assert parse_client_event('{"type": "x"}', max_bytes=100) == {"type": "x"}
-    for bad, code in [("[1]", "invalid_event"), ("{", "invalid_json"), ('{"type": 1}', "invalid_event")]:
+    cases: list[tuple[str | bytes | None, str]] = [
+        ("[1]", "invalid_event"),
+        ("{", "invalid_json"),
+        ('{"type": 1}', "invalid_event"),
+        (None, "invalid_event"),  # Quart's empty frame
+        (b"{}", "invalid_event"),
+    ]
+    for bad, code in cases:
         with pytest.raises(EventError) as caught:
             parse_client_event(bad, max_bytes=100)
         assert caught.value.code == code
