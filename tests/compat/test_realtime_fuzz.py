@@ -90,3 +90,30 @@ async def _exchange(gateway: Gateway, sent: list[str | bytes]) -> None:
     kinds = {e["error"]["type"] for e in received if e["type"] == "error"}
     assert kinds <= {"invalid_request_error"}, received  # a client's mistake is never the server's error
     assert (await gateway.http.get("/healthz")).status_code == 200
+
+
+SPECIFIED_HTTP = {200, 400, 401, 403, 413, 415, 422, 429, 503}
+form_fields = st.dictionaries(
+    st.sampled_from(["model", "language", "response_format", "stream", "timestamp_granularities[]", "prompt", "x"]),
+    st.sampled_from(["whisper-1", "json", "srt", "verbose_json", "word", "true", "en", "xx-XX", ""])
+    | st.text(max_size=20),
+)
+files = st.binary(max_size=3000) | st.sampled_from([b"RIFF", b"RIFF\x00\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS", b"ID3"])
+
+
+@FUZZ
+@given(fields=form_fields, data=files)
+async def test_transcription_uploads(fields: dict[str, str], data: bytes) -> None:
+    async with scripted_gateway("fuzz words here", {"fake.ms_per_word": "50"}) as gateway:
+        with trio.fail_after(10):
+            response = await gateway.http.post(
+                "/v1/audio/transcriptions",
+                headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                files={"file": ("upload.bin", data)},
+                data=fields,
+            )
+        assert response.status_code in SPECIFIED_HTTP, (response.status_code, response.text)
+        if response.status_code >= 400:
+            error = response.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"} and error["message"], error
+        assert (await gateway.http.get("/healthz")).status_code == 200
