@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 import trio
 from openai import OpenAI
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
@@ -40,7 +41,8 @@ def vad_transcripts(gateway: Gateway, audio: bytes, turns: int) -> list[Any]:
     return events
 
 
-async def test_riva_failing_mid_connection_loses_and_repeats_nothing() -> None:
+@pytest.mark.parametrize("transport", ["aio", "threads"])
+async def test_riva_failing_mid_connection_loses_and_repeats_nothing(transport: str) -> None:
     faults = {
         "fake.words_in_audio": "true",
         "fake.fail_after_chunks": "10",  # inside "three four", after the first turn's final
@@ -48,7 +50,7 @@ async def test_riva_failing_mid_connection_loses_and_repeats_nothing() -> None:
         "fake.fault_times": "1",
         "fake.fault_id": "realtime",
     }
-    async with scripted_gateway(WORDS, faults) as gateway:
+    async with scripted_gateway(WORDS, faults, riva_transport=transport) as gateway:
         events = await in_thread(lambda: vad_transcripts(gateway, speech(), 3))
         describe = await gateway.http.get("/metrics")
     completed = [e.transcript for e in events if e.type == "conversation.item.input_audio_transcription.completed"]

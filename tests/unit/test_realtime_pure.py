@@ -69,6 +69,18 @@ def test_manual_turns_gather_finals_until_the_commit_is_flushed() -> None:
     assert turns.flushed() == []  # nothing else was committed
 
 
+def test_clear_drops_the_uncommitted_turn() -> None:
+    turns = Turns("ga", manual=True)
+    turns.transcript(interim("noise", 0.2))
+    assert [e["type"] for e in turns.clear()] == ["input_audio_buffer.cleared"]
+    assert turns.transcript(final("noise here", 0.4)) == []  # the cleared audio's final: dropped
+    assert turns.flushed() == []
+    assert deltas(turns.transcript(interim("hello", 0.6))) == ["hello"]  # the next turn starts clean
+    turns.commit()
+    turns.transcript(final("hello", 0.8))
+    assert turns.flushed()[0]["transcript"] == "hello"
+
+
 def test_nvidia_turns_end_with_the_whole_transcript() -> None:
     turns = Turns("nvidia", manual=False)
     first = turns.transcript(final("one two", 0.4, [{"word": "one", "start_ms": 0, "end_ms": 200}]))
