@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from openai import OpenAI
 
 from tests.compat.conftest import in_thread, scripted_gateway
@@ -50,9 +51,11 @@ def ga_transcribe(gateway: Gateway, session: dict[str, Any], seconds: float, *, 
     return events
 
 
-async def test_ga_manual_commit_is_one_turn() -> None:
+async def test_ga_manual_commit_is_one_turn(caplog: pytest.LogCaptureFixture) -> None:
     async with scripted_gateway(SCRIPT) as gateway:
         events = await in_thread(lambda: ga_transcribe(gateway, MANUAL, 0.8, completions=1))
+    assert "kenobi" not in caplog.text and TEST_API_KEY not in caplog.text  # nothing private in the logs
+    assert "realtime connection (openai) streams into session" in caplog.text
     types = [e.type for e in events]
     assert types[:2] == ["session.created", "session.updated"]
     assert events[1].session.audio.input.turn_detection is None
