@@ -208,3 +208,34 @@ async def closing_after(url: str, messages: int, **kwargs: Any) -> tuple[dict[st
         finally:
             await ws._stream.aclose()
     raise AssertionError("the socket stayed open")
+
+
+async def test_limits_apply_to_realtime_connections() -> None:
+    headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+    async with scripted_gateway(WORDS, max_sessions_per_key=1) as gateway:
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        async with open_websocket_url(url, extra_headers=headers) as first:
+            assert json.loads(await first.get_message())["type"] == "session.created"
+            second = await closing(url, extra_headers=headers)  # the key's one live session is taken
+            await first.aclose()
+    assert (second[0]["error"]["code"], second[1]) == ("rate_limited", 1008)
+    async with scripted_gateway(WORDS, max_sessions=1) as gateway:
+        held = await gateway.create_session()  # the gateway's one session
+        url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+        async with open_websocket_url(url, extra_headers=headers) as ws:
+            try:
+                assert json.loads(await ws.get_message())["type"] == "session.created"
+                audio = base64.b64encode(bytes(CHUNK)).decode()
+                await ws.send_message(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+                refused = json.loads(await ws.get_message())
+                with trio.fail_after(5):
+                    await ws.get_message()
+            except ConnectionClosed as closed:
+                assert closed.reason is not None
+                code = closed.reason.code
+            finally:
+                await ws._stream.aclose()
+        await gateway.http.delete(
+            held["audio_url"].removesuffix("/audio"), headers={"Authorization": f"Bearer {held['token']}"}
+        )
+    assert (refused["error"]["code"], refused["error"]["type"], code) == ("overloaded", "server_error", 1013)
