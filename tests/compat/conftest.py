@@ -20,8 +20,8 @@ CLIENT_TIMEOUT_S = 30
 
 
 @contextlib.contextmanager
-def scripted_riva(**custom: str) -> Iterator[FakeRiva]:
-    server = FakeRiva(custom_defaults=custom)
+def scripted_riva(recognizer: str = "scripted", **custom: str) -> Iterator[FakeRiva]:
+    server = FakeRiva(recognizer=recognizer, custom_defaults=custom)
     server.start()
     try:
         yield server

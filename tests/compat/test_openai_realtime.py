@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from tests.compat.conftest import in_thread, scripted_gateway
-from tests.harness import TEST_API_KEY, Gateway
+from tests.compat.conftest import gateway_settings, in_thread, scripted_gateway, scripted_riva
+from tests.harness import TEST_API_KEY, Gateway, running_gateway
 
 PCM24_CHUNK = 4800  # 100 ms at 24 kHz, 16-bit
 SCRIPT = "hello there|general kenobi"  # 200 ms of audio per word
@@ -85,6 +85,30 @@ async def test_ga_server_vad_turns_are_riva_finals() -> None:
     added = [e for e in events if e.type == "conversation.item.added"]
     assert [a.item.id for a in added] == [first.item_id, second.item_id]
     assert added[1].previous_item_id == first.item_id
+
+
+async def test_deltas_pause_while_riva_revises_and_completed_is_the_final() -> None:
+    """fake_riva's tagged recognizer answers each chunk with a hypothesis naming that chunk
+    (``t0``, ``t1``...): every interim revises the last, and every fifth chunk is a final."""
+    with scripted_riva("tagged", **{"fake.final_every": "5"}) as riva:
+        async with running_gateway(gateway_settings(riva)) as gateway:
+
+            def run() -> list[Any]:
+                events: list[Any] = []
+                with client_for(gateway).realtime.connect(extra_query={"intent": "transcription"}) as connection:
+                    connection.session.update(session={"type": "transcription"})
+                    for n in range(5):
+                        chunk = n.to_bytes(8, "little") + bytes(PCM24_CHUNK - 8)
+                        connection.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                    for event in connection:
+                        events.append(event)
+                        if event.type == COMPLETED:
+                            return events
+                return events
+
+            events = await in_thread(run)
+    assert [e.delta for e in events if e.type == DELTA] == ["t0"]  # t1, t2, t3 revised it: nothing more sent
+    assert events[-1].transcript == "t4"
 
 
 def beta_transcribe(gateway: Gateway, api_key: str) -> list[Any]:
