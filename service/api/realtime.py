@@ -76,6 +76,7 @@ async def realtime() -> None:
         principal = auth.creator(socket_credential())
         release = auth.admit(principal)  # the key's limits, a single-use secret spent
     except ReserveError as error:
+        registry().runtime.metrics.realtime_error(error.code)
         await websocket.accept(subprotocol=subprotocol)
         await _send(error_event(EventError.from_reserve(error)))
         await websocket.close(error.ws_close_code, error.code)
