@@ -21,20 +21,33 @@ def main(argv: list[str] | None = None) -> int:
         "--fault", action="append", default=[], metavar="KEY=VALUE", help="server-wide fault, e.g. fake.stall=true"
     )
     parser.add_argument(
+        "--custom",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server-wide custom_configuration default, e.g. fake.transcript=hello (clients that cannot send one)",
+    )
+    parser.add_argument(
         "--aio", action="store_true", help="serve streams as coroutines on grpc.aio (load tests; no faults)"
     )
     args = parser.parse_args(argv)
     faults = dict(item.split("=", 1) for item in args.fault)
+    custom = dict(item.split("=", 1) for item in args.custom)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.aio:
-        if faults:
-            parser.error("--aio injects no faults; drop --fault")
+        if faults or custom:
+            parser.error("--aio takes no --fault or --custom")
         from fake_riva.aio_server import run
 
         run(args.recognizer, args.host, args.port, args.max_streams)
         return 0
     server = FakeRiva(
-        recognizer=args.recognizer, host=args.host, port=args.port, max_streams=args.max_streams, faults=faults
+        recognizer=args.recognizer,
+        host=args.host,
+        port=args.port,
+        max_streams=args.max_streams,
+        faults=faults,
+        custom_defaults=custom,
     )
     server.start()
     print(f"fake_riva ready on {server.target}", flush=True)

@@ -64,11 +64,13 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         stats: ServerStats,
         server_faults: Mapping[str, str] | None = None,
         models: tuple[Model, ...] = MODELS,
+        custom_defaults: Mapping[str, str] | None = None,
     ) -> None:
         self._factory = factory
         self._models = models
         self._stats = stats
         self._server_faults = dict(server_faults or {})
+        self._custom_defaults = dict(custom_defaults or {})
         self._fault_budget = FaultBudget()
 
     # -- StreamingRecognize -------------------------------------------------
@@ -112,6 +114,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
             )
         streaming = first.streaming_config
         config = streaming.config
+        self._with_defaults(config)
         with self._stats.lock:
             self._stats.configs.append(config)
         faults = self._faults(config)
@@ -158,6 +161,7 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         self, request: asr.RecognizeRequest, context: grpc.ServicerContext
     ) -> asr.RecognizeResponse:
         try:
+            self._with_defaults(request.config)
             recognizer = self._recognizer(request.config, interim_results=False)
         except _Abort as exc:
             context.abort(exc.code, exc.message)
@@ -182,6 +186,13 @@ class RivaASRServicer(asr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[m
         )
 
     # -- shared checks --------------------------------------------------------
+    def _with_defaults(self, config: asr.RecognitionConfig) -> None:
+        """Server-wide ``custom_configuration`` under the request's own (a script for clients that
+        cannot send one, such as OpenAI's and NVIDIA's realtime clients through the gateway)."""
+        for key, value in self._custom_defaults.items():
+            if key not in config.custom_configuration:
+                config.custom_configuration[key] = value
+
     def _faults(self, config: asr.RecognitionConfig) -> Faults:
         try:
             return Faults.parse(self._server_faults, dict(config.custom_configuration))
@@ -263,8 +274,10 @@ class FakeRiva:
         max_streams: int = 512,
         faults: Mapping[str, str] | None = None,
         tls: tuple[bytes, bytes, bytes | None] | None = None,
+        custom_defaults: Mapping[str, str] | None = None,
     ) -> None:
         self.stats = ServerStats()
+        self._custom_defaults = custom_defaults
         self._factory = get_factory(recognizer)
         self.models = catalogue(recognizer)
         self._host, self._port = host, port
@@ -284,7 +297,14 @@ class FakeRiva:
             maximum_concurrent_rpcs=self._max_streams,
         )
         asr_grpc.add_RivaSpeechRecognitionServicer_to_server(
-            RivaASRServicer(self._factory, stats=self.stats, server_faults=self._faults, models=self.models), server
+            RivaASRServicer(
+                self._factory,
+                stats=self.stats,
+                server_faults=self._faults,
+                models=self.models,
+                custom_defaults=self._custom_defaults,
+            ),
+            server,
         )
         address = f"{self._host}:{self._port}"
         if self._tls is None:

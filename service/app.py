@@ -15,7 +15,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from service import hypercorn_close, startup
-from service.api import audio, cors, events, health, metrics, models, sessions, tokens, web
+from service.api import audio, cors, events, health, metrics, models, realtime, sessions, tokens, transcriptions, web
+from service.api.bodies import bound_body
 from service.api.common import error_response
 from service.auth.guard import AuthConfigError, Guard
 from service.errors import InternalError, ReserveError
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     configure_logging(settings.log_level, settings.log_format)
     app = ReserveApp("reserve", static_folder=None)  # web/ is served by api/web.py
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_CONTENT_LENGTH=max(settings.max_body_bytes, settings.max_upload_bytes),  # lowered per route: api/bodies.py
         BODY_TIMEOUT=30,
         RESPONSE_TIMEOUT=60,
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=5,
@@ -54,13 +55,17 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         swagger_ui_path=None,
         info={"title": "Reserve", "version": "0.1.0"},
     )
-    for module in (sessions, tokens, audio, events, health, metrics, models, web):
+    for module in (sessions, tokens, audio, events, health, metrics, models, web, realtime, transcriptions):
         app.register_blueprint(module.blueprint)
     guard = Guard(settings)
     app.extensions["reserve.auth"] = guard
     cors.install(app, guard.origins)
     gateway = Gateway(settings)
     app.extensions["reserve.gateway"] = gateway
+
+    @app.before_request
+    async def limit_body() -> None:
+        bound_body(settings.max_body_bytes, settings.max_upload_bytes)
 
     @app.before_serving
     async def start_gateway() -> None:

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="Worker processes serving one port (`serve --workers` wins); >1 needs redis_url"
     )
+    max_upload_bytes: int = Field(
+        25 * 1024 * KIB, ge=1 * KIB, description="Largest audio file POST /v1/audio/transcriptions accepts"
+    )
+    max_upload_audio_s: float = Field(
+        1800 * SECONDS, gt=0, description="Longest audio an uploaded file may hold (compressed files can hold hours)"
+    )
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:

@@ -27,3 +27,9 @@ def parse_last_event_id(header: str | None, query: str | None) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise BadRequest(f"Last-Event-ID must be a non-negative integer event id, got {raw[:40]!r}")
     return int(raw)
+
+
+def frame_data(frame: bytes) -> bytes:
+    """The JSON of a frame built by ``frame`` (protocol adapters read events back as data)."""
+    start = frame.index(b"\ndata: ") + 7
+    return frame[start:-2]

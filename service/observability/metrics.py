@@ -75,6 +75,15 @@ class Metrics:
         self.audio_bytes = Counter(
             "reserve_audio_received_bytes", "Audio bytes received from clients, by encoding", ["encoding"], registry=r
         )
+        self.adapter_sessions = Counter(
+            "reserve_adapter_sessions",
+            "Sessions opened through a compatibility endpoint: openai, openai-beta, nvidia, transcriptions",
+            ["protocol"],
+            registry=r,
+        )
+        self.realtime_errors = Counter(
+            "reserve_realtime_errors", "error events sent on realtime sockets, by code", ["code"], registry=r
+        )
         self.results = Counter(
             "reserve_results", "Transcript results published to clients, by kind (interim, final)", ["kind"], registry=r
         )
@@ -134,6 +143,12 @@ class Metrics:
     # -- events without a session's timings -------------------------------------------
     def session_created(self) -> None:
         self.sessions_created.inc()
+
+    def adapter_session(self, protocol: str) -> None:
+        self.adapter_sessions.labels(protocol).inc()
+
+    def realtime_error(self, code: str) -> None:
+        self.realtime_errors.labels(code).inc()
 
     def riva_error(self, error: ReserveError) -> None:
         """One failed Riva stream (whether or not the session survives it by reconnecting)."""

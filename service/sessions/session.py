@@ -120,6 +120,8 @@ class Session:
         self._reconnect_deadline: float | None = None  # set while a reconnect series runs
         self._reconnect_attempt = 0  # within the current series
         self._riva_answered = False  # a stream of this session has worked: failures now are drops
+        self.finalized = 0  # ``finalize`` controls whose finals are all in the log (protocol adapters wait on it)
+        self._finalized_changed = trio.Event()
 
     # -- access -----------------------------------------------------------------
     def check_token(self, token: str | None) -> None:
@@ -273,6 +275,7 @@ class Session:
                 self._stop(Trigger.CANCEL, self._cancel_reason)
             self._tasks = None
             self._audio_rx.close()
+            self._finalized_changed.set()
             self.done.set()
 
     async def _watch_limits(self) -> None:
@@ -307,6 +310,7 @@ class Session:
             else:
                 if control is Control.END:
                     return
+                self._note_finalized()
                 quiet_ends = 0
                 lazy = True
                 continue
@@ -314,6 +318,16 @@ class Session:
                 raise error  # a client fault, or compressed audio that cannot be replayed
             await self._reconnect(error)
             lazy = False
+
+    def _note_finalized(self) -> None:
+        self.finalized += 1
+        self._finalized_changed.set()
+        self._finalized_changed = trio.Event()
+
+    async def wait_finalized_after(self, count: int) -> None:
+        """Return once more than ``count`` finalizes are flushed, or the session is over."""
+        while self.finalized <= count and not self.state.terminal:
+            await self._finalized_changed.wait()
 
     async def _reconnect(self, error: ReserveError) -> None:
         """Back off with jitter until Riva answers a probe; raise ``error`` past the deadline."""
