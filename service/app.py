@@ -59,6 +59,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
             log.critical("%s", exc)
             raise
         app.extensions["reserve.registry"] = await app.nursery.start(gateway.run)
+        if gateway.shared is not None:  # one secret, one count, one spent-token list for every instance
+            shared = gateway.shared
+            guard.share(None, shared.counters, shared.single_use)
+            if shared.needs_secret:
+                guard.awaiting_secret = True
+                app.nursery.start_soon(shared.fetch_secret, guard.use_secret)
 
     @app.after_serving
     async def stop_gateway() -> None:

@@ -20,8 +20,10 @@ from service.riva.channel import open_target
 from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.sessions.registry import Registry
-from service.sessions.session import Runtime
+from service.sessions.runtime import Runtime
 from service.settings import Settings
+from service.shared.redis_hub import RedisHub
+from service.shared.redis_state import Shared
 
 log = logging.getLogger("reserve")
 
@@ -36,6 +38,8 @@ class Gateway:
         self._targets: TargetPool | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
+        self.hub: RedisHub | None = None
+        self.shared: Shared | None = None  # the deployment's token secret, counters, spent tokens
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
@@ -54,7 +58,12 @@ class Gateway:
             with self._scope:
                 # the transport outlives the sessions' nursery, which closes first
                 async with open_transport(settings, targets) as transport, trio.open_nursery() as nursery:
-                    runtime = Runtime(settings, targets, transport, self.metrics)
+                    if settings.redis_url:
+                        self.hub = hub = RedisHub(settings, self.metrics)
+                        await nursery.start(hub.run)
+                        self.shared = Shared(hub, settings)
+                    counters = self.shared.counters if self.shared is not None else None
+                    runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters)
                     self.registry = Registry(runtime, nursery)
                     self.metrics.watch(self.registry, transport.limiter)
                     nursery.start_soon(

@@ -232,3 +232,57 @@ async def close_reason(ws: WebSocketConnection) -> tuple[int, str, list[Any]]:
         except ConnectionClosed as closed:
             assert closed.reason is not None
             return closed.reason.code, closed.reason.reason or "", frames
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port in its own folder; ``kill`` and ``start``
+    again to test faults (without ``appendonly`` a restart loses everything, as in production)."""
+
+    def __init__(self, directory: Any, *, appendonly: bool = False) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.directory = directory
+        self.appendonly = appendonly
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running_redis(directory: Any, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(directory, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -11,7 +11,8 @@ from quart import Blueprint, Response, request
 
 from service.api.common import authorized_session, registry
 from service.events import sse
-from service.events.log import EventLog
+from service.events.log import EventLog, HistoryLost
+from service.sessions.record import RemoteSession
 from service.sessions.session import Session
 
 blueprint = Blueprint("events", __name__)
@@ -24,7 +25,7 @@ SSE_HEADERS = {
 }
 
 
-async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
+async def follow(session: Session | RemoteSession, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
     """Every event after ``after_id``, then return once the log is closed and drained."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
@@ -39,7 +40,12 @@ async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> Asy
     yield sse.preamble()
     cursor = after_id
     while True:
-        batch = event_log.read_after(cursor)
+        try:
+            batch = await event_log.read(cursor)
+        except HistoryLost as lost:  # said, never skipped silently; no id, so a resume asks again
+            cursor = lost.resumes_at - 1
+            yield sse.gap(lost.missing_from, lost.resumes_at)
+            continue
         if batch:
             cursor = batch[-1].id
             yield b"".join(event.frame for event in batch)
@@ -54,7 +60,7 @@ async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> Asy
 
 @blueprint.get("/v1/sessions/<session_id>/events")
 async def events(session_id: str) -> Response:
-    session = authorized_session(session_id, scoped_ok=True)
+    session = await authorized_session(session_id, scoped_ok=True)
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()

@@ -13,19 +13,16 @@ replays that audio, so no final is lost or repeated and times stay continuous.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import trio
 
 from service.errors import (
-    Forbidden,
     ReserveError,
     SessionBusy,
     SessionClosed,
@@ -35,16 +32,17 @@ from service.errors import (
     UpstreamTimeout,
 )
 from service.events.log import EventLog, MemoryEventLog
-from service.observability.metrics import Metrics
 from service.protocol import Control
 from service.riva.channel import RivaTarget
 from service.riva.results import Result
-from service.riva.stream import RivaStream, Transport
-from service.riva.targets import TargetPool
+from service.riva.stream import RivaStream
 from service.sessions.attachment import AudioAttachment, AudioItem
 from service.sessions.config import RecognitionSettings
+from service.sessions.record import check_token, digest, dynamic_fields, restore
 from service.sessions.replay import ReplayBuffer
+from service.sessions.runtime import Counters, Runtime
 from service.sessions.state import State, Trigger, next_state
+from service.sessions.transcripts import transcript_data
 from service.settings import Settings
 
 log = logging.getLogger("reserve.session")
@@ -55,40 +53,23 @@ BACKOFF_MAX_S = 2.0
 QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing heard, this often is a fault
 
 
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """What every session shares: settings, the Riva targets, the transport streams go through."""
-
-    settings: Settings
-    targets: TargetPool
-    transport: Transport
-    metrics: Metrics = dataclasses.field(default_factory=Metrics)
-
-
-@dataclass(slots=True)
-class Counters:
-    audio_bytes: int = 0
-    audio_frames: int = 0
-    riva_streams: int = 0
-    reconnects: int = 0
-    interim_results: int = 0
-    final_results: int = 0
-    dropped_interims: int = 0
-    replay_dropped_bytes: int = 0
-
-
 class Session:
-    def __init__(self, runtime: Runtime, config: RecognitionSettings) -> None:
+    def __init__(
+        self, runtime: Runtime, config: RecognitionSettings, *, session_id: str | None = None, token_digest: str = ""
+    ) -> None:
+        """A new session, or (``session_id`` and ``token_digest`` from its record) one taken over."""
         settings = runtime.settings
-        self.id = secrets.token_urlsafe(16)  # 128 random bits
-        self.token = secrets.token_urlsafe(32)
+        self.id = session_id or secrets.token_urlsafe(16)  # 128 random bits
+        self.token = "" if session_id else secrets.token_urlsafe(32)  # known only where it was created
+        self.token_digest = token_digest or digest(self.token)
         self.config = config
         self.state = State.WAITING
         self.created_at = time.time()
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.counters = Counters()
-        self.log: EventLog = MemoryEventLog()
+        self.log: EventLog = runtime.hub.log_for(self.id) if runtime.hub is not None else MemoryEventLog()
+        self.ticket = ""  # what the key's live-session count knows this session by
         self.done = trio.Event()
         self.readers = 0
         self.owner: str | None = None  # key id of the API key that created it (only it gets session tokens)
@@ -120,13 +101,16 @@ class Session:
         self._reconnect_deadline: float | None = None  # set while a reconnect series runs
         self._reconnect_attempt = 0  # within the current series
         self._riva_answered = False  # a stream of this session has worked: failures now are drops
+        self._shared = runtime.hub is not None  # the record goes to Redis with the events
+        self.handed_over = False  # another instance runs it now: this one ends without an ``end``
+        self._moving = False
+        self.covered_bytes_restored = 0
 
     # -- access -----------------------------------------------------------------
     def check_token(self, token: str | None) -> None:
         if not token:
             raise Unauthorized("this session needs its token: Authorization: Bearer <token> or ?token=")
-        if not hmac.compare_digest(token.encode(), self.token.encode()):
-            raise Forbidden("the token does not match this session")
+        check_token(self.token_digest, token)
 
     @property
     def final_text(self) -> str:
@@ -145,7 +129,7 @@ class Session:
             "ended_at": self.ended_at,
             "final_transcript": self.final_text,
             "last_event_id": self.log.last_id,
-            "audio_attached": self._socket is not None,
+            "audio_attached": self.audio_attached,
             "readers": self.readers,
             "counters": dataclasses.asdict(self.counters),
             "config": self.config.model_dump(),
@@ -174,6 +158,7 @@ class Session:
         self._attached.set()
         self.touch()
         self._log.info("session %s audio socket %s", self.id, "reattached" if resumed else "attached")
+        self.note_state()
         return self._socket
 
     def touch(self) -> None:
@@ -203,6 +188,7 @@ class Session:
         if self._socket is not socket:
             return
         self._socket = None
+        self.note_state()
         if socket.ended:
             self._log.info("session %s audio socket closed after end of audio", self.id)
             return
@@ -229,6 +215,64 @@ class Session:
         if not self.state.terminal:
             self._cancel_reason = reason
             self._scope.cancel()
+
+    async def hand_over(self) -> None:
+        """Another instance takes the session (its client's audio socket came back there): stop
+        taking audio, flush Riva's finals for what was heard, then end here without an ``end``."""
+        if self.state.terminal or self._moving:
+            return
+        self._moving = True
+        self._log.info("session %s moves to another instance", self.id)
+        if self._socket is not None:
+            self._socket.ended = True
+        if not self._attached.is_set() or self._socket_ended:
+            self.handed_over = True
+            self._scope.cancel()
+            return
+        await self._audio_tx.send(Control.FINALIZE)
+
+    def lost(self, why: str) -> None:
+        """Redis says another instance holds the lease: stop at once, write nothing more."""
+        if not self.state.terminal:
+            self._log.warning("session %s lost its lease (%s); stopping here", self.id, why)
+            self.handed_over = True
+            self._scope.cancel()
+
+    def fail_now(self, error: ReserveError) -> None:
+        """End with ``error`` (Redis took none of the events for too long)."""
+        if not self.state.terminal and self._failure is None:
+            self._failure = error
+            self._scope.cancel()
+
+    def note_state(self) -> None:
+        """Shared mode: the record as of now goes out with the next batch of events."""
+        if self._shared:
+            self.log.note_state(dynamic_fields(self))
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def audio_attached(self) -> bool:
+        return self._socket is not None
+
+    @property
+    def covered_bytes(self) -> int:
+        """The audio offset up to which every final is published (a new owner resumes there)."""
+        return self._replay.start
+
+    def restore(self, record: dict[str, str]) -> None:
+        """Continue from a record another instance wrote (a takeover)."""
+        restore(self, record)
+        self._replay.start = self._replay.end = self.covered_bytes_restored
+        self._seq = int(record.get("seq", "0"))
+        text = record.get("final_text", "")
+        self._finals = [text] if text else []
+        rate = self.config.bytes_per_second
+        self._last_processed_s = self._replay.start / rate if rate else float(record.get("processed_s", "0"))
+        if self.state is not State.WAITING:
+            self._attached.set()  # so the next socket is told where to resume
 
     async def finish_early(self, reason: str) -> None:
         """Stop taking audio and flush Riva's finals, then end with ``reason``."""
@@ -266,10 +310,12 @@ class Session:
                     tasks.cancel_scope.cancel()
                 if failure is not None:
                     self._stop(Trigger.FAIL, "error", failure)
-                else:
+                elif not self.handed_over:
                     self._stop(Trigger.FLUSHED, self._finish_reason)
         finally:
-            if not self.state.terminal:
+            if self._failure is not None and not self.state.terminal:
+                self._stop(Trigger.FAIL, "error", self._failure)
+            elif not self.state.terminal and not self.handed_over:
                 self._stop(Trigger.CANCEL, self._cancel_reason)
             self._tasks = None
             self._audio_rx.close()
@@ -306,6 +352,10 @@ class Session:
                 error = exc
             else:
                 if control is Control.END:
+                    return
+                if self._moving:  # its finals are flushed: the next owner goes on from here
+                    self.handed_over = True
+                    self.note_state()
                     return
                 quiet_ends = 0
                 lazy = True
@@ -462,7 +512,7 @@ class Session:
         if self.state.terminal:
             return
         self._riva_answered = True
-        log_size = getattr(self.log, "size_bytes", 0)
+        log_size = self.log.size_bytes
         rate = self.config.bytes_per_second
         for result in results:
             self._last_processed_s = self._stream_start_s + result.audio_processed_s
@@ -484,37 +534,17 @@ class Session:
             if self._runtime.settings.log_transcripts:  # a debugging switch; transcripts never go out at INFO
                 kind = "final" if result.is_final else "interim"
                 self._log.debug("session %s %s #%d: %s", self.id, kind, self._seq, result.text)
+        self.note_state()
 
     def _publish_event(self, name: str, data: dict[str, Any]) -> None:
         if not self.state.terminal:
             self.log.append(name, _encode(data))
+            self.note_state()
 
     def _transcript_data(self, result: Result) -> dict[str, Any]:
-        offset_s = self._stream_start_s
-        offset_ms = round(offset_s * 1000)
-        data: dict[str, Any] = {
-            "seq": self._seq,
-            "is_final": result.is_final,
-            "text": result.text,
-            "stability": round(result.stability, 4),
-            "confidence": round(result.confidence, 4),
-            "audio_processed": round(offset_s + result.audio_processed_s, 3),
-            "channel": result.channel,
-        }
-        if self.config.word_time_offsets:
-            data["words"] = [
-                {
-                    "word": w.word,
-                    "start_ms": w.start_ms + offset_ms,
-                    "end_ms": w.end_ms + offset_ms,
-                    "confidence": round(w.confidence, 4),
-                    **({"speaker": w.speaker} if w.speaker else {}),
-                }
-                for w in result.words
-            ]
-        if result.alternatives:
-            data["alternatives"] = list(result.alternatives)
-        return data
+        return transcript_data(
+            result, seq=self._seq, offset_s=self._stream_start_s, word_time_offsets=self.config.word_time_offsets
+        )
 
     def _transition(self, trigger: Trigger) -> None:
         self.state = next_state(self.state, trigger)
@@ -531,6 +561,7 @@ class Session:
             level = logging.INFO if error.http_status < 500 else logging.WARNING  # a client's mistake is no alarm
             self._log.log(level, "session %s failed: %s (%s)", self.id, error.code, error.message)
         self.log.append("end", _encode({"reason": reason}))
+        self.note_state()
         self.log.close()
         self._log.info("session %s %s (reason=%s)", self.id, self.state.value, reason)
         self._obs.ended(self.state.value, reason, error, self.counters.dropped_interims)
