@@ -74,6 +74,8 @@ class Gateway:
                             ask=transport.probe,
                         )
                     )
+                    if self.hub is not None:
+                        nursery.start_soon(self.registry.adopt_orphans)
                     if threading.current_thread() is threading.main_thread():
                         nursery.start_soon(self._drain_on_sigterm)
                     task_status.started(self.registry)

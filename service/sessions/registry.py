@@ -17,6 +17,7 @@ from service.sessions.config import RecognitionSettings
 from service.sessions.record import RemoteSession, config_of, static_fields
 from service.sessions.runtime import Runtime
 from service.sessions.session import Session
+from service.sessions.state import State
 from service.shared.redis_hub import RedisUnavailable
 
 log = logging.getLogger("reserve.registry")
@@ -135,6 +136,36 @@ class Registry:
             raise SessionNotFound("no such session (it may have expired)")
         return record
 
+    async def adopt_orphans(self) -> None:
+        """Shared mode: a live session nobody holds (its owner died, or handed it over at shutdown,
+        and its client did not come back) is taken by an instance that has readers following it,
+        so they still get its ``end``: ``client_gone`` after the reconnect grace."""
+        hub = self.runtime.hub
+        assert hub is not None
+        while True:
+            await trio.sleep(self.runtime.settings.redis_lease_s)
+            followed = [
+                sid
+                for sid, event_log in list(hub.logs.items())
+                if not event_log.owned and not event_log.closed and event_log.readers and sid not in self._sessions
+            ]
+            for session_id in followed:
+                try:
+                    if await hub.lease_holder(session_id) is not None or self.draining:
+                        continue
+                    record = await self._record(session_id)
+                    if State(record.get("state", "waiting")).terminal:
+                        continue
+                    self._check_room()
+                    self._taking.add(session_id)
+                    try:
+                        await self._take_over(session_id, ask=False)
+                    finally:
+                        self._taking.discard(session_id)
+                    log.info("session %s adopted: its owner is gone", session_id)
+                except (RedisUnavailable, ReserveError) as exc:
+                    log.debug("session %s not adopted: %s", session_id, exc)
+
     async def local(self, handle: Session | RemoteSession) -> Session:
         """The session run here: ``handle`` itself, or (shared mode) taken over from its owner,
         which flushes and lets go first if it is alive; a dead owner's lease lapses first."""
@@ -155,14 +186,16 @@ class Registry:
         finally:
             self._taking.discard(handle.id)
 
-    async def _take_over(self, session_id: str) -> Session:
+    async def _take_over(self, session_id: str, *, ask: bool = True) -> Session:
+        """``ask``: ask a live owner to hand over and wait for it (an audio socket came here);
+        without, take the session only if nobody holds it (adopting an orphan)."""
         hub = self.runtime.hub
         assert hub is not None
         settings = self.runtime.settings
         holder = await hub.lease_holder(session_id)
-        if holder is not None and holder != hub.instance:
+        if holder is not None and holder != hub.instance and ask:
             await hub.ask(holder, "move", session_id)
-        with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1):
+        with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1 if ask else 0):
             while not await hub.take_lease(session_id):  # noqa: ASYNC110 - the lease lives in Redis
                 await trio.sleep(HANDOVER_POLL_S)
         if not await hub.lease_holder(session_id) == hub.instance:
@@ -181,6 +214,7 @@ class Registry:
         self.runtime.metrics.redis_takeover("move" if holder else "takeover")
         log.info("session %s taken over (from %s)", session_id, "a live owner" if holder else "no owner")
         await self._start(session, self._release_of(session))
+        session.expect_socket()
         return session
 
     def _release_of(self, session: Session) -> OnEnd | None:
@@ -233,7 +267,11 @@ class Registry:
             await self._idle.wait()
         async with trio.open_nursery() as nursery:
             for session in list(self._sessions.values()):
-                nursery.start_soon(session.finish_early, "shutdown")
+                if self.runtime.hub is not None and session.movable:
+                    # shared mode: flush its finals and let go; its client reconnects to another instance
+                    nursery.start_soon(session.hand_over)
+                else:
+                    nursery.start_soon(session.finish_early, "shutdown")
         with trio.move_on_after(finish_s):
             await self._idle.wait()
         self.cancel_all("shutdown")

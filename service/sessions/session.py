@@ -203,6 +203,15 @@ class Session:
         self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
         self._tasks.start_soon(self._finish_after_grace, self._grace)
 
+    def expect_socket(self) -> None:
+        """Taken over without its socket (its owner died or handed it over at shutdown): wait the
+        reconnect grace for the client, as after a drop, then finalize."""
+        if self._socket is not None or not self._attached.is_set() or self.state.terminal or self._tasks is None:
+            return
+        grace = self._runtime.settings.audio_reconnect_grace_s
+        self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
+        self._tasks.start_soon(self._finish_after_grace, self._grace)
+
     async def _finish_after_grace(self, scope: trio.CancelScope) -> None:
         with scope:
             await trio.sleep_forever()
@@ -219,13 +228,13 @@ class Session:
     async def hand_over(self) -> None:
         """Another instance takes the session (its client's audio socket came back there): stop
         taking audio, flush Riva's finals for what was heard, then end here without an ``end``."""
-        if self.state.terminal or self._moving:
+        if not self.movable or self._moving:
             return
         self._moving = True
         self._log.info("session %s moves to another instance", self.id)
         if self._socket is not None:
             self._socket.ended = True
-        if not self._attached.is_set() or self._socket_ended:
+        if not self._attached.is_set():
             self.handed_over = True
             self._scope.cancel()
             return
@@ -248,6 +257,11 @@ class Session:
         """Shared mode: the record as of now goes out with the next batch of events."""
         if self._shared:
             self.log.note_state(dynamic_fields(self))
+
+    @property
+    def movable(self) -> bool:
+        """Whether another instance could go on with it (not when its audio has ended: it finishes here)."""
+        return self.state in (State.WAITING, State.STREAMING) and not self._socket_ended
 
     @property
     def seq(self) -> int:

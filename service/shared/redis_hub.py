@@ -6,9 +6,11 @@
   Redis down: the batch stays buffered (bounded) and is retried with backoff; a session whose
   oldest unwritten event is older than ``redis_outage_deadline_s`` fails.
 - **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK`` on
-  a client of its own and fans events out to the local readers. A cancelled blocking command
-  would leak a pooled connection's slot (coredis 6.9), so that client is used by this task
-  only, blocks at most ``FOLLOW_BLOCK_MS`` and is never cancelled but at shutdown.
+  a client of its own and fans events out to the local readers. A blocking command that is
+  cancelled, or whose connection Redis drops, never gives its pool slot back (coredis 6.9.0,
+  measured), so that client is this task's alone, its commands block at most
+  ``FOLLOW_BLOCK_MS`` and are shielded from cancellation, and after any failure the client is
+  thrown away and a new one made. Every other command is non-blocking.
 - **Leases.** The owner renews every owned lease in one pipeline, a third of the lease's life.
 - **Control inbox.** Other instances ask this one to cancel or move a session it owns by
   pushing onto its list; it is polled without blocking.
@@ -16,11 +18,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import coredis
@@ -68,9 +71,6 @@ class RedisHub:
         self.metrics = metrics
         self.instance = secrets.token_hex(8)  # this process, as a lease holder
         self.client = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
-        self._follow_client = connect(
-            settings.redis_url, timeout_s=settings.redis_timeout_s + FOLLOW_BLOCK_MS / 1000, max_connections=1
-        )
         self._append = self.client.register_script(scripts.APPEND)
         self._renew = self.client.register_script(scripts.RENEW)
         self._release = self.client.register_script(scripts.RELEASE)
@@ -86,7 +86,7 @@ class RedisHub:
 
     # -- lifetime ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self.client, self._follow_client, trio.open_nursery() as nursery:
+        async with self.client, trio.open_nursery() as nursery:
             try:
                 await self.call("PING", self.client.ping())
             except RedisUnavailable as exc:
@@ -100,14 +100,30 @@ class RedisHub:
 
     async def call(self, what: str, request: Awaitable[Any]) -> Any:
         """One round trip with a deadline; Redis failures become ``RedisUnavailable``."""
-        try:  # coredis's own timeouts bound it (a cancelled command could leak its pool slot)
+        with self.translated(what):  # coredis's own timeouts bound it (cancelling could leak a pool slot)
             result = await request
-        except REDIS_ERRORS as exc:
-            self._failed(what, exc)
-            raise RedisUnavailable(self.error or str(exc)) from exc
         self.metrics.redis_round_trip(what)
         self.error = None
         return result
+
+    @contextlib.contextmanager
+    def translated(self, what: str) -> Iterator[None]:
+        """Redis's failures, bare or in a group (coredis's pool raises some from a task group),
+        become one ``RedisUnavailable``; anything else passes through."""
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            self._failed(what, exc)
+            raise RedisUnavailable(self.error or str(exc)) from exc
+        except BaseExceptionGroup as group:
+            redis_part, rest = group.split(REDIS_ERRORS)
+            if redis_part is None or rest is not None:
+                raise
+            first = redis_part.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            self._failed(what, first)
+            raise RedisUnavailable(self.error or str(first)) from group
 
     def _failed(self, what: str, exc: BaseException) -> None:
         message = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
@@ -171,25 +187,11 @@ class RedisHub:
         lease_ms = str(int(settings.redis_lease_s * 1000))
         maxlen = str(settings.redis_max_events_per_session)
         batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]] = []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for event_log in dirty:
-                whole = event_log.session_id in self._whole_record
-                first, events, fields = event_log.take_batch(whole_record=whole)
-                args: list[str | bytes] = [self.instance, str(first), maxlen, ttl_s, lease_ms, str(len(fields))]
-                for name, value in fields.items():
-                    args += [name, value]
-                for event in events:
-                    args += [event.name, _data_of(event)]
-                sid = event_log.session_id
-                keys = [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
-                batches.append((event_log, events, fields, self._append(keys=keys, args=args, client=pipe)))
-                self.metrics.redis_batch(len(events))
+        with self.translated("append"):
+            await self._send_batches(dirty, batches, [maxlen, ttl_s, lease_ms])
         for event_log, events, fields, request in batches:
-            try:
+            with self.translated("append"):
                 reply = await request
-            except REDIS_ERRORS as exc:
-                self._failed("append", exc)
-                raise RedisUnavailable(str(exc)) from exc
             self.metrics.redis_round_trip("append")
             self.error = None
             status = reply[0].decode()
@@ -206,6 +208,27 @@ class RedisHub:
                 event_log.disown()
                 if self.on_fenced is not None:
                     self.on_fenced(sid, status.lower())
+
+    async def _send_batches(
+        self,
+        dirty: list[RedisEventLog],
+        batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]],
+        limits: list[str],
+    ) -> None:
+        maxlen, ttl_s, lease_ms = limits
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event_log in dirty:
+                whole = event_log.session_id in self._whole_record
+                first, events, fields = event_log.take_batch(whole_record=whole)
+                args: list[str | bytes] = [self.instance, str(first), maxlen, ttl_s, lease_ms, str(len(fields))]
+                for name, value in fields.items():
+                    args += [name, value]
+                for event in events:
+                    args += [event.name, _data_of(event)]
+                sid = event_log.session_id
+                keys = [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
+                batches.append((event_log, events, fields, self._append(keys=keys, args=args, client=pipe)))
+                self.metrics.redis_batch(len(events))
 
     def _check_outage(self, dirty: list[RedisEventLog]) -> None:
         deadline = self.settings.redis_outage_deadline_s
@@ -226,6 +249,15 @@ class RedisHub:
     async def _follower(self) -> None:
         backoff = 0.0
         while True:
+            timeout_s = self.settings.redis_timeout_s + FOLLOW_BLOCK_MS / 1000
+            async with connect(self.settings.redis_url, timeout_s=timeout_s, max_connections=1) as client:
+                failed = await self._follow(client)
+            backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2)) if failed else 0.0
+            await trio.sleep(backoff)
+
+    async def _follow(self, client: coredis.Redis[bytes]) -> bool:
+        """Follow with ``client`` until it fails (True: then it is replaced)."""
+        while True:
             followed = {
                 scripts.log_key(sid): f"0-{event_log.last_id}"
                 for sid, event_log in self.logs.items()
@@ -239,14 +271,11 @@ class RedisHub:
             try:
                 # never cancelled (see the module's docstring); its own deadline is the block
                 with trio.CancelScope(shield=True):
-                    reply = await self._follow_client.xread(followed, count=500, block=FOLLOW_BLOCK_MS)
+                    reply = await client.xread(followed, count=500, block=FOLLOW_BLOCK_MS)
                 self.metrics.redis_round_trip("XREAD")
-                backoff = 0.0
             except REDIS_ERRORS as exc:
                 self._failed("XREAD", exc)
-                backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
-                await trio.sleep(backoff)
-                continue
+                return True
             for key, entries in (reply or {}).items():
                 sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
                 event_log = self.logs.get(sid)
@@ -278,31 +307,32 @@ class RedisHub:
             lease_ms, ttl_s = str(int(settings.redis_lease_s * 1000)), str(math.ceil(self._live_ttl_s()))
             lapse_ms = str(now_ms() + int(settings.redis_lease_s * 3000))
             try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    requests: list[tuple[str, Any]] = [
-                        (
-                            sid,
-                            self._renew(
-                                keys=[
-                                    scripts.lease_key(sid),
-                                    scripts.log_key(sid),
-                                    scripts.record_key(sid),
-                                    f"rsv:k:{self.logs[sid].key_id}:live",
-                                ],
-                                args=[self.instance, lease_ms, ttl_s, self.logs[sid].ticket, lapse_ms],
-                                client=pipe,
-                            ),
-                        )
-                        for sid in owned
-                    ]
-                for sid, request in requests:
-                    if not await request and self.on_fenced is not None and sid in self.logs:
-                        self.logs[sid].disown()
-                        self.on_fenced(sid, "lease lost")
-                self.metrics.redis_round_trip("renew")
-                self.error = None
-            except REDIS_ERRORS as exc:
-                self._failed("renew", exc)
+                with self.translated("renew"):
+                    await self._renew_all(owned, lease_ms, ttl_s, lapse_ms)
+            except RedisUnavailable:
+                pass
+
+    async def _renew_all(self, owned: list[str], lease_ms: str, ttl_s: str, lapse_ms: str) -> None:
+        """One pipeline: every owned lease, its session's keys' lifetimes, its key's live ticket."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            requests: list[tuple[str, Any]] = []
+            for sid in owned:
+                event_log = self.logs[sid]
+                keys = [
+                    scripts.lease_key(sid),
+                    scripts.log_key(sid),
+                    scripts.record_key(sid),
+                    f"rsv:k:{event_log.key_id}:live",
+                ]
+                args = [self.instance, lease_ms, ttl_s, event_log.ticket, lapse_ms]
+                requests.append((sid, self._renew(keys=keys, args=args, client=pipe)))
+        for sid, request in requests:
+            if not await request and sid in self.logs:
+                self.logs[sid].disown()
+                if self.on_fenced is not None:
+                    self.on_fenced(sid, "lease lost")
+        self.metrics.redis_round_trip("renew")
+        self.error = None
 
     # -- records -------------------------------------------------------------------------------
     async def record(self, session_id: str) -> dict[str, str] | None:
