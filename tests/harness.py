@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,10 +45,11 @@ class Gateway:
     settings: Settings
     http: httpx.AsyncClient
     app: QuartTrio
+    audio_base_url: str | None = None  # shared mode: audio sockets go to a second instance
 
     @property
     def ws_base(self) -> str:
-        return self.base_url.replace("http://", "ws://", 1)
+        return (self.audio_base_url or self.base_url).replace("http://", "ws://", 1)
 
     async def create_session(self, expect: int = 201, **config: Any) -> dict[str, Any]:
         response = await self.http.post("/v1/sessions", json=config)
@@ -81,8 +83,23 @@ def key_sender(api_key: str | None) -> Callable[[httpx.Request], Awaitable[None]
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``."""
+    """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``.
+
+    In the e2e suite's shared mode (RESERVE_REDIS_URL in the environment) it is two instances
+    on one Redis: requests go to the first and audio sockets to the second, so every test also
+    proves that any instance serves any request (the session moves when its audio attaches)."""
     settings = with_test_key(settings)
+    split = bool(settings.redis_url) and bool(os.environ.get("RESERVE_REDIS_URL"))
+    async with contextlib.AsyncExitStack() as stack:
+        base, app = await stack.enter_async_context(_serving(settings))
+        audio_base = (await stack.enter_async_context(_serving(settings)))[0] if split else None
+        hooks = {"request": [key_sender(api_key_of(settings))]}
+        async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as http:
+            yield Gateway(base, settings, http, app, audio_base)
+
+
+@contextlib.asynccontextmanager
+async def _serving(settings: Settings) -> AsyncIterator[tuple[str, QuartTrio]]:
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -94,13 +111,10 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         binds = await nursery.start(
             lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
         )
-        base = binds[0]
-        hooks = {"request": [key_sender(api_key_of(settings))]}
-        async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as http:
-            try:
-                yield Gateway(base, settings, http, app)
-            finally:
-                shutdown.set()
+        try:
+            yield binds[0], app
+        finally:
+            shutdown.set()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5) -> None:

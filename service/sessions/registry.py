@@ -234,6 +234,8 @@ class Registry:
             handle.cancel(reason)
             await handle.done.wait()
             if not handle.handed_over:
+                if self.runtime.hub is not None:  # so that every instance answers ``cancelled`` from now on
+                    await self.runtime.hub.log_for(handle.id).drained(self.runtime.settings.redis_timeout_s)
                 return handle.describe()
         hub = self.runtime.hub
         assert hub is not None
@@ -304,11 +306,11 @@ class Registry:
         try:
             await session.run(task_status=task_status)
         finally:
-            with trio.CancelScope(shield=True):
-                await self._after(session, on_end)
-            self._live -= 1
+            self._live -= 1  # its place is free now; what follows is bookkeeping
             if self._live == 0:
                 self._idle.set()
+            with trio.CancelScope(shield=True):
+                await self._after(session, on_end)
         if session.handed_over:
             if self._sessions.get(session.id) is session:
                 del self._sessions[session.id]

@@ -1,18 +1,59 @@
-"""Every end-to-end test runs once per Riva transport (RESERVE_RIVA_TRANSPORT).
+"""Every end-to-end test runs once per Riva transport (RESERVE_RIVA_TRANSPORT), and the
+streaming, resume, security, limits and reliability tests also in shared mode ("aio+redis":
+RESERVE_REDIS_URL set, a real redis-server, and every gateway two instances: REST and events
+on one, audio on the other; see ``tests.harness.running_gateway``).
 
-The variable is set in the environment, so settings built by a test, by the shared
-``settings`` fixture and by a service started as a child process all take it up.
+The variables are set in the environment, so settings built by a test, by the shared
+``settings`` fixture and by a service started as a child process all take them up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.harness import RedisServer, running_redis
+
 TRANSPORTS = ("threads", "aio")
+SHARED_MODE = "aio+redis"
+# run in shared mode too; the shared-state tests themselves start their own Redis and run once
+BOTH_MODES = {"test_streaming", "test_security", "test_limits", "test_reliability"}
+SHARED_ONLY = {"test_shared_state", "test_shared_failover"}
 
 
-@pytest.fixture(autouse=True, params=TRANSPORTS)
+@pytest.fixture(scope="session")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole run's shared-mode tests (their keys never meet)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True, params=(*TRANSPORTS, SHARED_MODE))
 def riva_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    transport: str = request.param
+    mode: str = request.param
+    transport = mode.split("+")[0]
     monkeypatch.setenv("RESERVE_RIVA_TRANSPORT", transport)
+    if mode == SHARED_MODE:
+        redis: RedisServer = request.getfixturevalue("shared_redis")
+        monkeypatch.setenv("RESERVE_REDIS_URL", redis.url)
+        monkeypatch.setenv("RESERVE_REDIS_LEASE_S", "1")
     return transport
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Shared mode only where it is asked for; the shared-state modules once, on aio."""
+    keep, drop = [], []
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        mode = item.callspec.params.get("riva_transport") if hasattr(item, "callspec") else None
+        if module in SHARED_ONLY:
+            wanted = mode == "aio"
+        elif mode == SHARED_MODE:
+            wanted = module in BOTH_MODES
+        else:
+            wanted = True
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from fake_riva import FakeRiva
@@ -175,9 +174,3 @@ async def test_redis_killed_and_restarted_mid_session(fake_riva: FakeRiva, tmp_p
 
 async def ready_again(gateway: Gateway) -> bool:
     return (await gateway.http.get("/readyz")).status_code == 200
-
-
-@pytest.fixture(autouse=True)
-def _only_aio(riva_transport: str) -> None:
-    if riva_transport != "aio":
-        pytest.skip("shared-state failover runs on the aio transport (the transport is tested elsewhere)")
