@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from service.errors import Overloaded, ReserveError, SessionBusy, SessionClosed, SessionNotFound, ShuttingDown
+from service.errors import (
+    Overloaded,
+    ReserveError,
+    SessionBusy,
+    SessionClosed,
+    SessionNotFound,
+    ShuttingDown,
+    StateUnavailable,
+)
 from service.sessions.config import RecognitionSettings
 from service.sessions.record import RemoteSession, config_of, static_fields
 from service.sessions.runtime import Runtime
@@ -24,10 +32,6 @@ log = logging.getLogger("reserve.registry")
 
 OnEnd = Callable[[], Awaitable[None]]
 HANDOVER_POLL_S = 0.05
-
-
-class StateUnavailable(Overloaded):
-    code = "state_unavailable"
 
 
 class Registry:

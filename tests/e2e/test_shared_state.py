@@ -17,6 +17,7 @@ from tests.harness import (
     RedisServer,
     audio_socket,
     close_reason,
+    poll_until,
     read_events,
     running_gateway,
     running_redis,
@@ -116,3 +117,58 @@ async def test_a_move_between_live_instances_loses_and_repeats_nothing(pair: tup
             await stream(ws, audio[8 * CHUNK :])
             assert (await close_reason(ws))[0] == 1000
     assert_exact_transcript(events)
+
+
+async def test_tokens_minted_anywhere_work_everywhere_and_single_use_holds_across_instances(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    a, b = pair
+    minted = await a.http.post("/v1/tokens", json={"scope": "session:create"})
+    assert minted.status_code == 201, minted.text
+    create_token = {"Authorization": f"Bearer {minted.json()['token']}"}
+    created = await b.http.post("/v1/sessions", json={}, headers=create_token)
+    assert created.status_code == 201, created.text
+    again = await a.http.post("/v1/sessions", json={}, headers=create_token)
+    assert again.status_code == 403 and "already used" in again.json()["error"]["message"]
+    session = created.json()
+    scoped = await a.http.post("/v1/tokens", json={"scope": f"session:{session['id']}"})  # B created it, A mints
+    assert scoped.status_code == 201, scoped.text
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        browser = {**session, "token": scoped.json()["token"]}
+        await nursery.start(read_events, b, browser, events)
+        async with audio_socket(a, session, token=scoped.json()["token"]) as ws:
+            await ws.send_message('{"type": "end"}')
+            assert (await close_reason(ws))[0] == 1000
+    assert events.events[-1].data == {"reason": "finished"}
+
+
+async def test_per_key_limits_are_counted_across_instances(fake_riva: FakeRiva, redis: RedisServer) -> None:
+    settings = shared_settings(fake_riva, redis, max_sessions_per_key=1, sessions_per_minute_per_key=3)
+    async with running_gateway(settings) as a, running_gateway(settings) as b:
+        first = await a.create_session()
+        refused = await b.http.post("/v1/sessions", json={})
+        assert refused.status_code == 429 and "1 live sessions" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) > 0
+        assert (await b.http.delete(session_url(first), headers=bearer(first))).status_code == 200
+        second = await b.create_session()  # the place the first held is free on every instance
+        assert (await a.http.delete(session_url(second), headers=bearer(second))).status_code == 200
+        await a.create_session()
+        over = await b.http.post("/v1/sessions", json={})
+        assert over.status_code == 429, over.text  # live limit or the third creation this minute
+
+
+async def test_readiness_says_when_redis_cannot_be_reached(fake_riva: FakeRiva, redis: RedisServer) -> None:
+    closed = RedisServer(redis.directory)  # a free port nobody listens on
+    settings = shared_settings(fake_riva, redis, redis_url=closed.url, redis_timeout_s=0.5)
+    async with running_gateway(settings) as gateway:
+
+        async def not_ready() -> bool:
+            response = await gateway.http.get("/readyz")
+            return response.status_code == 503 and response.json()["code"] == "redis_unavailable"
+
+        await poll_until(not_ready)
+        refused = await gateway.http.post("/v1/sessions", json={})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] in ("overloaded", "state_unavailable")
+        assert "Redis" in refused.json()["error"]["message"]
