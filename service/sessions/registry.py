@@ -339,10 +339,26 @@ class Registry:
                 return
             event_log = hub.log_for(session.id)
             if event_log.owned and not await event_log.drained(settings.redis_outage_deadline_s):
-                log.warning("session %s: its last events could not be written to Redis", session.id)
-            if event_log.owned:
-                event_log.disown()
-                with trio.move_on_after(settings.redis_timeout_s):
-                    await hub.release_lease(session.id)
+                log.warning("session %s: its last events wait for Redis to come back", session.id)
+                self._nursery.start_soon(self._let_go, session.id, settings.session_retention_s)
+                return
+            await self._let_go(session.id, 0)
         except (RedisUnavailable, ReserveError) as exc:
             log.warning("session %s: shared state not updated at its end (%s)", session.id, exc)
+
+    async def _let_go(self, session_id: str, patience_s: float) -> None:
+        """Once its last events are written (waiting up to ``patience_s`` more), stop owning an
+        ended session's log and release its lease."""
+        hub = self.runtime.hub
+        assert hub is not None
+        event_log = hub.log_for(session_id)
+        if not event_log.owned:
+            return
+        if patience_s and not await event_log.drained(patience_s):
+            log.warning("session %s: its last events could not be written to Redis", session_id)
+        event_log.disown()
+        try:
+            with trio.move_on_after(self.runtime.settings.redis_timeout_s):
+                await hub.release_lease(session_id)
+        except RedisUnavailable:
+            pass  # it lapses by itself

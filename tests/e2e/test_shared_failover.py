@@ -25,6 +25,7 @@ from tests.harness import (
     TEST_API_KEY,
     EventCollector,
     Gateway,
+    RedisServer,
     audio_socket,
     close_reason,
     poll_until,
@@ -174,3 +175,36 @@ async def test_redis_killed_and_restarted_mid_session(fake_riva: FakeRiva, tmp_p
 
 async def ready_again(gateway: Gateway) -> bool:
     return (await gateway.http.get("/readyz")).status_code == 200
+
+
+async def test_redis_away_past_the_deadline_fails_the_session_with_a_typed_error(
+    fake_riva: FakeRiva, tmp_path: Path
+) -> None:
+    audio = speech_audio()
+    with running_redis(tmp_path, appendonly=True) as redis:
+        settings = shared_settings(fake_riva, redis, redis_outage_deadline_s=0.5)
+        async with running_gateway(settings) as a:
+            session = await a.create_session(**content_config())
+            events = EventCollector()
+            with trio.fail_after(20):
+                await fail_when_redis_stays_away(a, session, events, redis, audio)
+    assert [e.id for e in events.events] == list(range(1, len(events.events) + 1)), "no gap"
+    assert events.names[-2:] == ["error", "end"]
+    assert events.events[-2].data["code"] == "state_unavailable"
+
+
+async def fail_when_redis_stays_away(
+    a: Gateway, session: dict[str, Any], events: EventCollector, redis: RedisServer, audio: bytes
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, a, session, events)
+        async with audio_socket(a, session) as ws:
+            await stream(ws, audio[: 10 * CHUNK], end=False)
+            await wait_until(lambda: "one two" in events.finals)
+            redis.kill()
+            await stream(ws, audio[10 * CHUNK :], end=False)
+            code, reason, frames = await close_reason(ws)
+            assert (code, reason) == (1013, "state_unavailable")
+            assert frames[-1]["code"] == "state_unavailable"
+            assert events.events[-1].event == "transcript", "no reader saw more than Redis has"
+            await trio.to_thread.run_sync(redis.start)  # with its append-only file: nothing lost
