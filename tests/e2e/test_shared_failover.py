@@ -168,9 +168,27 @@ async def test_redis_killed_and_restarted_mid_session(fake_riva: FakeRiva, tmp_p
                     await stream(ws, audio[20 * CHUNK :])
                     code, _, frames = await close_reason(ws)
                     assert code == 1000, frames
+            async with running_gateway(settings) as c:  # it never saw the lost history
+                lines = await raw_events(c, session)
     assert_exact_transcript(on_a)  # the owner's readers: nothing lost
     assert on_b.finals == on_a.finals  # the other instance's readers too
     assert [e.id for e in on_b.events] == [e.id for e in on_a.events]
+    # a resume from the start on a third instance: Redis lost the first events, and says so
+    gap = json.loads(lines[lines.index("event: gap") + 1].removeprefix("data: "))
+    assert gap["code"] == "history_lost" and gap["missing_from"] == 1
+    assert "id: 1" not in lines and lines[lines.index("event: gap") - 1] != "id: 1"
+    first_id = int(next(line for line in lines if line.startswith("id: ")).removeprefix("id: "))
+    assert first_id == gap["resumes_at"] > 1
+    assert lines[-3:] == [f"id: {on_a.events[-1].id}", "event: end", 'data: {"reason":"finished"}']
+
+
+async def raw_events(gateway: Gateway, session: dict[str, Any]) -> list[str]:
+    """The event stream's lines as sent (the harness's reader wants an id on every event)."""
+    headers = {"Authorization": f"Bearer {session['token']}", "Last-Event-ID": "0"}
+    with trio.fail_after(10):
+        async with gateway.http.stream("GET", session["events_url"], headers=headers) as response:
+            body = (await response.aread()).decode()
+    return [line for line in body.splitlines() if line and not line.startswith((":", "retry:"))]
 
 
 async def ready_again(gateway: Gateway) -> bool:

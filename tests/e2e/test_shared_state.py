@@ -172,3 +172,22 @@ async def test_readiness_says_when_redis_cannot_be_reached(fake_riva: FakeRiva, 
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] in ("overloaded", "state_unavailable")
         assert "Redis" in refused.json()["error"]["message"]
+
+
+async def test_readers_that_come_and_go_never_wear_out_the_follower(pair: tuple[Gateway, Gateway]) -> None:
+    """Each process follows Redis with one never-cancelled blocking read (a cancelled one would
+    keep a coredis pool slot for good: eight and a pool of eight blocks forever)."""
+    a, b = pair
+    session = await a.create_session(**content_config())
+    audio = speech_audio()
+    async with audio_socket(a, session) as ws:
+        for start in range(0, 12):  # twelve readers on B, each dropped while it waits for more
+            await stream(ws, audio[start * CHUNK : (start + 1) * CHUNK], end=False)
+            with trio.move_on_after(0.05):
+                await read_events(b, session, EventCollector())
+        events = EventCollector()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(read_events, b, session, events)
+            await stream(ws, audio[12 * CHUNK :])
+            assert (await close_reason(ws))[0] == 1000
+    assert_exact_transcript(events)
