@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import trio
 from quart import Blueprint, Response, request
@@ -25,8 +25,11 @@ SSE_HEADERS = {
 }
 
 
-async def follow(session: Session | RemoteSession, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
-    """Every event after ``after_id``, then return once the log is closed and drained."""
+async def follow(
+    session: Session | RemoteSession, after_id: int, heartbeat_s: float, done: Callable[[str], None]
+) -> AsyncIterator[bytes]:
+    """Every event after ``after_id``, then return once the log is closed and drained; ``done``
+    is told when the reader goes (the body runs outside the app's context)."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
         async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s)) as chunks:
@@ -34,6 +37,7 @@ async def follow(session: Session | RemoteSession, after_id: int, heartbeat_s: f
                 yield chunk
     finally:
         session.readers -= 1
+        done(session.id)
 
 
 async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncGenerator[bytes]:
@@ -64,6 +68,7 @@ async def events(session_id: str) -> Response:
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()
-    response = Response(follow(session, after_id, heartbeat_s), status=200, headers=SSE_HEADERS)
+    body = follow(session, after_id, heartbeat_s, registry().reader_done)
+    response = Response(body, status=200, headers=SSE_HEADERS)
     response.timeout = None  # an event stream lasts as long as the session
     return response

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from service.errors import Forbidden, TooManyReaders, Unauthorized
@@ -80,13 +81,24 @@ def restore(session: Session, record: dict[str, str]) -> None:
 class RemoteSession:
     """A session another instance owns, seen through its record and its shared event log."""
 
-    def __init__(self, record: dict[str, str], session_id: str, event_log: EventLog, max_readers: int) -> None:
+    def __init__(
+        self,
+        record: dict[str, str],
+        session_id: str,
+        logs: Callable[[str], EventLog],
+        max_readers: int,
+    ) -> None:
         self.id = session_id
         self.record = record
-        self.log = event_log
+        self._logs = logs
         self.owner = record.get("key_id") or None
         self.state = State(record.get("state", "waiting"))
         self._max_readers = max_readers
+
+    @property
+    def log(self) -> EventLog:
+        """This process's view of the session's shared log (made when a reader asks for it)."""
+        return self._logs(self.id)
 
     @property
     def readers(self) -> int:

@@ -127,7 +127,8 @@ class Registry:
         if hub is None:
             return self.get(session_id)
         record = await self._record(session_id)
-        return RemoteSession(record, session_id, hub.log_for(session_id), self.runtime.settings.max_readers_per_session)
+        max_readers = self.runtime.settings.max_readers_per_session
+        return RemoteSession(record, session_id, hub.log_for, max_readers)
 
     async def _record(self, session_id: str) -> dict[str, str]:
         hub = self.runtime.hub
@@ -139,6 +140,11 @@ class Registry:
         if record is None or "token_hash" not in record:
             raise SessionNotFound("no such session (it may have expired)")
         return record
+
+    def reader_done(self, session_id: str) -> None:
+        """Shared mode: this process's view of a log goes once nobody here reads or owns it."""
+        if self.runtime.hub is not None:
+            self.runtime.hub.forget_log(session_id)
 
     async def adopt_orphans(self) -> None:
         """Shared mode: a live session nobody holds (its owner died, or handed it over at shutdown,
@@ -318,6 +324,8 @@ class Registry:
         if session.handed_over:
             if self._sessions.get(session.id) is session:
                 del self._sessions[session.id]
+            if self.runtime.hub is not None:
+                self.runtime.hub.forget_log(session.id)  # kept while readers here still follow it
             return
         await trio.sleep(self.runtime.settings.session_retention_s)
         if self._sessions.get(session.id) is session:

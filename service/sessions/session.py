@@ -71,7 +71,7 @@ class Session:
         self.log: EventLog = runtime.hub.log_for(self.id) if runtime.hub is not None else MemoryEventLog()
         self.ticket = ""  # what the key's live-session count knows this session by
         self.done = trio.Event()
-        self.readers = 0
+        self._readers = 0
         self.owner: str | None = None  # key id of the API key that created it (only it gets session tokens)
         self._runtime = runtime
         self._obs = runtime.metrics.observe_session(config.bytes_per_second, config.encoding)
@@ -257,6 +257,19 @@ class Session:
         """Shared mode: the record as of now goes out with the next batch of events."""
         if self._shared:
             self.log.note_state(dynamic_fields(self))
+
+    @property
+    def readers(self) -> int:
+        """Event streams following it in this process (shared mode: counted on its log, which
+        outlives this object when the session moves to another instance)."""
+        return int(getattr(self.log, "readers", self._readers))
+
+    @readers.setter
+    def readers(self, value: int) -> None:
+        if hasattr(self.log, "readers"):
+            self.log.readers = value
+        else:
+            self._readers = value
 
     @property
     def movable(self) -> bool:
