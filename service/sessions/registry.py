@@ -87,6 +87,7 @@ class Registry:
         session.ticket = ticket
         if self.runtime.hub is not None:
             await self._publish_record(session, last_id=0)
+        self.runtime.metrics.session_created()
         await self._start(session, on_end)
         return session
 
@@ -107,7 +108,6 @@ class Registry:
     async def _start(self, session: Session, on_end: OnEnd | None) -> None:
         self._sessions[session.id] = session
         self._live += 1
-        self.runtime.metrics.session_created()
         self._idle = trio.Event()
         await self._nursery.start(self._own, session, on_end)
 
