@@ -29,7 +29,21 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture(autouse=True, params=(*TRANSPORTS, SHARED_MODE))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Shared mode only where it is asked for; the shared-state modules once, on aio."""
+    if "riva_transport" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in SHARED_ONLY:
+        modes: tuple[str, ...] = ("aio",)
+    elif module in BOTH_MODES:
+        modes = (*TRANSPORTS, SHARED_MODE)
+    else:
+        modes = TRANSPORTS
+    metafunc.parametrize("riva_transport", modes, indirect=True)
+
+
+@pytest.fixture(autouse=True)
 def riva_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     mode: str = request.param
     transport = mode.split("+")[0]
@@ -39,21 +53,3 @@ def riva_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("RESERVE_REDIS_URL", redis.url)
         monkeypatch.setenv("RESERVE_REDIS_LEASE_S", "1")
     return transport
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Shared mode only where it is asked for; the shared-state modules once, on aio."""
-    keep, drop = [], []
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
-        mode = item.callspec.params.get("riva_transport") if hasattr(item, "callspec") else None
-        if module in SHARED_ONLY:
-            wanted = mode == "aio"
-        elif mode == SHARED_MODE:
-            wanted = module in BOTH_MODES
-        else:
-            wanted = True
-        (keep if wanted else drop).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
