@@ -108,7 +108,7 @@ def _through_gateway(
     out_dir: Path,
     redis: tuple[procs.Child, str] | None = None,
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"n": n, "transport": transport + ("+redis" if redis else "")}
+    row: dict[str, Any] = {"n": n, "transport": transport, "shared_state": "redis" if redis else "memory"}
     with procs.gateway(
         log_dir,
         target,
@@ -222,9 +222,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         g, d, o = r["gateway"]["latencies_ms"], r["direct"]["latencies_ms"], r["overhead_ms"]
         t = r["gateway_threads"]
+        name = r.get("transport", "threads") + ("+redis" if "redis_cpu" in r else "")
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
-            f"{r['n']:>5} | {r.get('transport', 'threads'):>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
+            f"{r['n']:>5} | {name:>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
             f"{d['p50']:>5.1f}/{d['p95']:>5.1f}/{d['p99']:>6.1f} | "
             f"{o['p50']:>5.1f}/{o['p95']:>5.1f}/{o['p99']:>6.1f} | "
             f"{r['gateway']['streams_realtime']:>4}/{r['direct']['streams_realtime']:<4} | "
