@@ -8,6 +8,7 @@ the writer and never misses an event; resuming with Last-Event-ID is just a curs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,8 +63,9 @@ class EventLog(Protocol):
     def size_bytes(self) -> int:
         """Memory held for events not yet safe elsewhere (bounded by RESERVE_MAX_LOG_BYTES)."""
 
-    def note_state(self, fields: dict[str, str]) -> None:
-        """The session's record as of the last append (shared logs store it with the events)."""
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
+        """The session's record changed; shared logs store ``snapshot()``, taken when the next
+        batch of events is written (so it is exactly as of the last of them)."""
 
 
 class MemoryEventLog:
@@ -100,7 +102,7 @@ class MemoryEventLog:
     async def read(self, last_id: int, limit: int = 1000) -> list[Event]:
         return self.read_after(last_id, limit)
 
-    def note_state(self, fields: dict[str, str]) -> None:
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
         """Nothing to do: in one process the session itself is the record."""
 
     async def wait_after(self, last_id: int) -> None:

@@ -256,7 +256,7 @@ class Session:
     def note_state(self) -> None:
         """Shared mode: the record as of now goes out with the next batch of events."""
         if self._shared:
-            self.log.note_state(dynamic_fields(self))
+            self.log.note_state(self._record_now)
 
     @property
     def readers(self) -> int:
@@ -283,6 +283,9 @@ class Session:
     @property
     def audio_attached(self) -> bool:
         return self._socket is not None
+
+    def _record_now(self) -> dict[str, str]:
+        return dynamic_fields(self)
 
     @property
     def covered_bytes(self) -> int:

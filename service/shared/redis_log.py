@@ -41,8 +41,8 @@ class RedisEventLog:
         self._committed = 0  # the last id safe in Redis (what readers may see)
         self._pending: list[Event] = []  # owner: appended, not yet in Redis
         self._pending_bytes = 0
-        self._state: dict[str, str] | None = None  # owner: the record as of the last append
-        self._taken_state: dict[str, str] | None = None  # what the publisher is writing now
+        self._state: Callable[[], dict[str, str]] | None = None  # owner: the record changed since the last write
+        self._taken_state: Callable[[], dict[str, str]] | None = None  # what the publisher is writing now
         self._static: dict[str, str] = {}  # the record's fields that never change
         self._close_requested = False
         self._closed = False
@@ -125,9 +125,9 @@ class RedisEventLog:
         self._hub.wake_publisher()
         return event
 
-    def note_state(self, fields: dict[str, str]) -> None:
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
         if self.owned:
-            self._state = fields
+            self._state = snapshot
             if self.pending_since is None:
                 self.pending_since = trio.current_time()
             self._hub.wake_publisher()
@@ -154,7 +154,7 @@ class RedisEventLog:
     def take_batch(self, *, whole_record: bool) -> tuple[int, list[Event], dict[str, str]]:
         """What the publisher writes next: the first id, the events, the record's fields."""
         self._taken_state = self._state
-        fields = dict(self._state or {})
+        fields = self._state() if self._state is not None else {}
         if whole_record:
             fields = {**self._static, **fields}
         return self._committed + 1, list(self._pending), fields
