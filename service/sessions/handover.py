@@ -116,8 +116,9 @@ class Handover:
         old = self._sessions.pop(session_id, None)
         if old is not None and old.handed_over:
             self._sessions.pop(session_id, None)
-        self.runtime.metrics.redis_takeover("move" if holder else "takeover")
-        log.info("session %s taken over (from %s)", session_id, "a live owner" if holder else "no owner")
+        kind = "move" if record.get("handed_over") else "takeover"
+        self.runtime.metrics.redis_takeover(kind)
+        log.info("session %s taken over (%s)", session_id, "its owner handed it over" if kind == "move" else "no owner")
         await self._start(session, self._release_of(session))
         session.expect_socket()
         return session

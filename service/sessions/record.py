@@ -55,6 +55,7 @@ def dynamic_fields(session: Session) -> dict[str, str]:
         "covered": str(session.covered_bytes),
         "counters": json.dumps(dataclasses.asdict(session.counters), separators=(",", ":")),
         "attached": "1" if session.audio_attached else "",
+        "handed_over": "1" if session.handed_over else "",  # its owner let go of it (a move, not a takeover)
     }
 
 

@@ -228,6 +228,7 @@ class Session(Recognition):
             self._socket.ended = True
         if not self._attached.is_set():
             self.handed_over = True
+            self.note_state()
             self._scope.cancel()
             return
         await self._audio_tx.send(Control.FINALIZE)

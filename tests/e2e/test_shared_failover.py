@@ -112,6 +112,8 @@ async def test_owner_killed_mid_utterance_the_session_is_taken_over_without_loss
                         process.send_signal(signal.SIGKILL)  # no goodbye: the lease has to lapse
                         await trio.to_thread.run_sync(process.wait)
                     offset = await resume_elsewhere(b, session, audio)
+                metrics = (await b.http.get("/metrics")).text
+        assert 'reserve_sessions_moved_total{kind="takeover"} 1.0' in metrics
         assert 0 < offset < 10 * CHUNK, "resumed from the last published final, not from what A had heard"
         assert_exact_transcript(events)
 

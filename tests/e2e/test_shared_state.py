@@ -117,6 +117,10 @@ async def test_a_move_between_live_instances_loses_and_repeats_nothing(pair: tup
             await stream(ws, audio[8 * CHUNK :])
             assert (await close_reason(ws))[0] == 1000
     assert_exact_transcript(events)
+    metrics = (await b.http.get("/metrics")).text
+    assert 'reserve_sessions_moved_total{kind="move"} 1.0' in metrics
+    assert 'reserve_redis_round_trips_total{op="append"}' in metrics
+    assert "reserve_redis_batch_events_count" in metrics
 
 
 async def test_tokens_minted_anywhere_work_everywhere_and_single_use_holds_across_instances(
