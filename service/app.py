@@ -22,6 +22,7 @@ from service.observability.logging import configure_logging
 from service.settings import Settings
 
 log = logging.getLogger("reserve")
+NEVER_ECHOED = {"redis_url"}  # settings whose values may carry a password (redis://user:password@host)
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
@@ -103,7 +104,7 @@ def settings_error_message(exc: ValidationError) -> str:
         names = [str(part) for part in error["loc"] if isinstance(part, str)]
         field = Settings.model_fields.get(names[0]) if names else None
         variable = f"RESERVE_{names[0].upper()}" if names else "settings"
-        secret = field is not None and "Secret" in repr(field.annotation)
+        secret = field is not None and ("Secret" in repr(field.annotation) or names[0] in NEVER_ECHOED)
         value = "" if secret or "input" not in error or isinstance(error["input"], dict) else f"={error['input']!r}"
         lines.append(f"  {variable}{value}: {error['msg']}")
     return "\n".join(lines)
