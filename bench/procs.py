@@ -100,6 +100,21 @@ def fake_riva(log_dir: Path, *, aio: bool, max_streams: int) -> Iterator[tuple[C
         child.stop()
 
 
+@contextlib.contextmanager
+def redis_server(log_dir: Path) -> Iterator[tuple[Child, str]]:
+    """A redis-server on a free loopback port (no persistence: the bench measures the data path)."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(log_dir)]
+    child = _spawn("redis", argv, dict(os.environ), log_dir)
+    try:
+        _wait_for(child, "Ready to accept connections", 30)
+        yield child, f"redis://127.0.0.1:{port}"
+    finally:
+        child.stop()
+
+
 def bench_hypercorn_config(log_dir: Path, src: Path) -> Path:
     """The project's hypercorn.toml with the access log left out (hypercorn's CLI can only
     redirect it, and ``accesslog`` absent means no access logger at all)."""
@@ -120,6 +135,7 @@ def gateway(
     transport: str | None = None,
     src: Path = ROOT,
     app: str = "service.app:app",
+    redis_url: str = "",
 ) -> Iterator[tuple[Child, int]]:
     """hypercorn serving ``service.app:app`` from ``src`` (the working tree, or a snapshot of a commit)."""
     port = free_port()
@@ -133,6 +149,8 @@ def gateway(
     )
     if transport is not None:  # else the service's default; gateways older than the setting ignore it
         env["RESERVE_RIVA_TRANSPORT"] = transport
+    if redis_url:  # shared mode: state in Redis
+        env["RESERVE_REDIS_URL"] = redis_url
     config = bench_hypercorn_config(log_dir, src)
     hypercorn = str(Path(sys.executable).with_name("hypercorn"))
     argv = [hypercorn, "--config", str(config), "--bind", f"127.0.0.1:{port}", app]

@@ -17,6 +17,7 @@ over a steady window in which all streams are live. Prints a table and writes JS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -79,9 +80,15 @@ def one_n(args: argparse.Namespace, n: int, transports: list[str], out_dir: Path
     log_dir = out_dir / f"n{n}"
     me = psutil.Process()
     rows: list[dict[str, Any]] = []
-    with procs.fake_riva(log_dir, aio=not args.sync_fake_riva, max_streams=max(512, 2 * n)) as (riva, target):
+    with (
+        procs.fake_riva(log_dir, aio=not args.sync_fake_riva, max_streams=max(512, 2 * n)) as (riva, target),
+        contextlib.ExitStack() as stack,
+    ):
+        redis = stack.enter_context(procs.redis_server(log_dir / "redis")) if args.redis else None
         for transport in transports:
-            rows.append(_through_gateway(args, n, transport, target, riva.process, me, log_dir / transport, out_dir))
+            rows.append(
+                _through_gateway(args, n, transport, target, riva.process, me, log_dir / transport, out_dir, redis)
+            )
         direct_watch = Watch({"fake_riva": riva.process, "loadgen": me})
         run_direct = run_direct_threads if args.direct == "threads" else run_direct_aio
         dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva.process), final_every=args.final_every)
@@ -99,10 +106,17 @@ def _through_gateway(
     me: psutil.Process,
     log_dir: Path,
     out_dir: Path,
+    redis: tuple[procs.Child, str] | None = None,
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"n": n, "transport": transport}
+    row: dict[str, Any] = {"n": n, "transport": transport, "shared_state": "redis" if redis else "memory"}
     with procs.gateway(
-        log_dir, target, max_sessions=n + 16, transport=transport, src=args.gateway_src, app=args.gateway_app
+        log_dir,
+        target,
+        max_sessions=n + 16,
+        transport=transport,
+        src=args.gateway_src,
+        app=args.gateway_app,
+        redis_url=redis[1] if redis else "",
     ) as (gw, port):
         gw_p = gw.process
         time.sleep(0.5)
@@ -119,7 +133,10 @@ def _through_gateway(
         time.sleep(0.5)
         rss_base = int(gw_p.memory_info().rss)
 
-        watch = Watch({"gateway": gw_p, "fake_riva": riva_p, "loadgen": me}, breakdown="gateway")
+        watched = {"gateway": gw_p, "fake_riva": riva_p, "loadgen": me}
+        if redis is not None:
+            watched["redis"] = redis[0].process
+        watch = Watch(watched, breakdown="gateway")
         peaks = Peaks(gw_p)
         profiler = None
         profile_path = out_dir / f"profile-n{n}-{transport}.txt"
@@ -161,6 +178,12 @@ def _through_gateway(
         "us_per_chunk": round(1e6 * gw_cpu / (stream_s * 10), 1) if stream_s else math.nan,
         "by_thread_s": gres.extra.get("gateway_thread_cpu_s", {}),
     }
+    if redis is not None:
+        redis_cpu = gres.cpu_s.get("redis", math.nan)
+        row["redis_cpu"] = {
+            "cpu_s": round(redis_cpu, 2),
+            "pct_core_per_stream": round(100 * redis_cpu / stream_s, 4) if stream_s else math.nan,
+        }
     if args.profile == n and profile_path.exists():
         row["profile"] = summarise(profile_path)
     row["_gres"] = gres
@@ -199,9 +222,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         g, d, o = r["gateway"]["latencies_ms"], r["direct"]["latencies_ms"], r["overhead_ms"]
         t = r["gateway_threads"]
+        name = r.get("transport", "threads") + ("+redis" if "redis_cpu" in r else "")
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
-            f"{r['n']:>5} | {r.get('transport', 'threads'):>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
+            f"{r['n']:>5} | {name:>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
             f"{d['p50']:>5.1f}/{d['p95']:>5.1f}/{d['p99']:>6.1f} | "
             f"{o['p50']:>5.1f}/{o['p95']:>5.1f}/{o['p99']:>6.1f} | "
             f"{r['gateway']['streams_realtime']:>4}/{r['direct']['streams_realtime']:<4} | "
@@ -211,6 +235,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['gateway']['errors']:>4}/{r['direct']['errors']:<5} | "
             f"{pct.get('gateway', 0):>4.0f}/{pct.get('fake_riva', 0):>4.0f}/{pct.get('loadgen', 0):>4.0f}/"
             f"{pct.get('machine', 0):>5.0f} | {'yes' if r['sustained'] else 'no'}"
+            + (f" | redis {r['redis_cpu']['pct_core_per_stream']:.4f}%/str" if "redis_cpu" in r else "")
         )
     return "\n".join(lines)
 
@@ -236,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway Riva transports to compare, comma-separated (default %(default)s)",
     )
     parser.add_argument("--keep-going", action="store_true", help="do not stop the sweep at the first broken N")
+    parser.add_argument(
+        "--redis", action="store_true", help="shared mode: the gateway keeps its state in a redis-server (its CPU too)"
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the gateway at this N")
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")

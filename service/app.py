@@ -78,6 +78,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         except AuthConfigError as exc:  # the keys file changed since the check
             raise startup.StartupRefused([str(exc).removeprefix(startup.PREFIX)]) from None
         app.extensions["reserve.registry"] = await app.nursery.start(gateway.run)
+        if gateway.shared is not None:  # one secret, one count, one spent-token list for every instance
+            shared = gateway.shared
+            guard.share(None, shared.counters, shared.single_use)
+            if shared.needs_secret:
+                guard.awaiting_secret = True
+                app.nursery.start_soon(shared.fetch_secret, guard.use_secret)
 
     @app.after_serving
     async def stop_gateway() -> None:

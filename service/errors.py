@@ -16,7 +16,8 @@
     │   ├── TooManyReaders         429  too_many_readers
     │   └── RateLimited            429  rate_limited        WS 1008  (per API key; Retry-After)
     ├── Overloaded             503  overloaded          WS 1013  (try again later)
-    │   └── ShuttingDown           503  shutting_down
+    │   ├── ShuttingDown           503  shutting_down
+    │   └── StateUnavailable       503  state_unavailable   (Redis, holding the shared state, does not answer)
     ├── UpstreamError          502  upstream_error      WS 1011  (Riva failed)
     │   ├── UpstreamUnavailable    503  upstream_unavailable
     │   ├── UpstreamTimeout        504  upstream_timeout    (also: Riva stalled)
@@ -168,6 +169,10 @@ class RateLimited(ClientError):
 
 class ShuttingDown(Overloaded):
     code = "shutting_down"
+
+
+class StateUnavailable(Overloaded):
+    code = "state_unavailable"
 
 
 class InternalError(ReserveError):

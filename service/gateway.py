@@ -20,8 +20,10 @@ from service.riva.channel import open_target
 from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.sessions.registry import Registry
-from service.sessions.session import Runtime
+from service.sessions.runtime import Runtime
 from service.settings import Settings
+from service.shared.redis_hub import RedisHub
+from service.shared.redis_state import Shared
 
 log = logging.getLogger("reserve")
 AT_ONCE_S = 5.0  # bound on ending every session at once (their cancellation is shielded cleanup)
@@ -39,6 +41,8 @@ class Gateway:
         self._stopped = trio.Event()
         # hypercorn's CLI leaves SIGTERM to the app; ``reserve serve`` handles it and clears this
         self.watch_signals = True
+        self.hub: RedisHub | None = None
+        self.shared: Shared | None = None  # the deployment's token secret, counters, spent tokens
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
@@ -54,28 +58,44 @@ class Gateway:
                 settings.riva_transport,
                 settings.max_sessions,
             )
-            with self._scope:
-                # the transport outlives the sessions' nursery, which closes first
-                async with open_transport(settings, targets) as transport, trio.open_nursery() as nursery:
-                    runtime = Runtime(settings, targets, transport, self.metrics)
-                    self.registry = Registry(runtime, nursery)
-                    self.metrics.watch(self.registry, transport.limiter)
-                    nursery.start_soon(
-                        functools.partial(
-                            targets.probe_down_targets,
-                            interval_s=settings.riva_probe_interval_s,
-                            timeout_s=settings.readiness_timeout_s,
-                            ask=transport.probe,
-                        )
-                    )
-                    if self.watch_signals and threading.current_thread() is threading.main_thread():
-                        nursery.start_soon(self._drain_on_sigterm)
-                    task_status.started(self.registry)
-                    await trio.sleep_forever()
+            # Redis outlives the sessions (their last events and leases are written as they end)
+            async with trio.open_nursery() as shared_nursery:
+                if settings.redis_url:
+                    self.hub = hub = RedisHub(settings, self.metrics)
+                    await shared_nursery.start(hub.run)
+                    self.shared = Shared(hub, settings)
+                try:
+                    await self._serve(targets, task_status)
+                finally:
+                    shared_nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self._close()
             self._stopped.set()
+
+    async def _serve(self, targets: TargetPool, task_status: trio.TaskStatus[Registry]) -> None:
+        settings = self.settings
+        with self._scope:
+            # the transport outlives the sessions' nursery, which closes first
+            async with open_transport(settings, targets) as transport, trio.open_nursery() as nursery:
+                counters = self.shared.counters if self.shared is not None else None
+                runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters)
+                self.registry = Registry(runtime, nursery)
+                self.metrics.watch(self.registry, transport.limiter)
+                nursery.start_soon(
+                    functools.partial(
+                        targets.probe_down_targets,
+                        interval_s=settings.riva_probe_interval_s,
+                        timeout_s=settings.readiness_timeout_s,
+                        ask=transport.probe,
+                    )
+                )
+                if self.hub is not None:
+                    nursery.start_soon(self.registry.adopt_orphans)
+                if self.watch_signals and threading.current_thread() is threading.main_thread():
+                    nursery.start_soon(self._drain_on_sigterm)
+                task_status.started(self.registry)
+                await trio.sleep_forever()
 
     async def stop(self) -> None:
         """Cancel every session (their readers get ``end``), then release Riva resources."""

@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     )
     log_transcripts: bool = Field(False, description="Log transcript text at DEBUG (never at INFO)")
     redis_url: str = Field(
-        "", description="Redis URL (redis:// or rediss://) for shared state; empty: one process, state in memory"
+        "",
+        description="Redis URL (redis:// or rediss://) for shared state; empty: one process, state in memory",
     )
     workers: int = Field(
         1, ge=1, le=64, description="Worker processes serving one port (`serve --workers` wins); >1 needs redis_url"
@@ -124,6 +125,26 @@ class Settings(BaseSettings):
     max_upload_audio_s: float = Field(
         1800 * SECONDS, gt=0, description="Longest audio an uploaded file may hold (compressed files can hold hours)"
     )
+    redis_lease_s: float = Field(
+        3 * SECONDS, ge=0.3, le=60, description="A session's owner lease; a dead owner's sessions move after it lapses"
+    )
+    redis_timeout_s: float = Field(2 * SECONDS, gt=0, le=30, description="Deadline of one Redis round trip")
+    redis_flush_interval_s: float = Field(
+        0.005, ge=0, le=0.5, description="Events are written to Redis in one batch this often"
+    )
+    redis_outage_deadline_s: float = Field(
+        10 * SECONDS, gt=0, description="A session whose events Redis has not taken for this long fails"
+    )
+    redis_max_events_per_session: int = Field(
+        20_000, ge=100, description="Events kept in Redis per session (older ones are trimmed; resuming there says so)"
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:

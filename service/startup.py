@@ -23,6 +23,7 @@ NO_KEYS = (
     "no API keys configured. Set RESERVE_API_KEYS (comma-separated) or RESERVE_API_KEYS_FILE "
     "(one key per line), or RESERVE_AUTH_DISABLED=true for local development."
 )
+NEVER_ECHOED = {"redis_url"}  # settings whose values may carry a password (redis://user:password@host)
 _FILES = ("riva_ssl_root_cert", "riva_ssl_client_cert", "riva_ssl_client_key", "riva_api_key_file")
 
 
@@ -33,7 +34,7 @@ def validation_problems(exc: ValidationError) -> list[str]:
         names = [str(part) for part in error["loc"] if isinstance(part, str)]
         field = Settings.model_fields.get(names[0]) if names else None
         variable = f"RESERVE_{names[0].upper()}" if names else "settings"
-        secret = field is not None and "Secret" in repr(field.annotation)
+        secret = field is not None and ("Secret" in repr(field.annotation) or names[0] in NEVER_ECHOED)
         value = "" if secret or "input" not in error or isinstance(error["input"], dict) else f"={error['input']!r}"
         message = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"{variable}{value}: {message}")

@@ -50,10 +50,11 @@ class Gateway:
     settings: Settings
     http: httpx.AsyncClient
     app: QuartTrio
+    audio_base_url: str | None = None  # shared mode: audio sockets go to a second instance
 
     @property
     def ws_base(self) -> str:
-        return self.base_url.replace("http://", "ws://", 1)
+        return (self.audio_base_url or self.base_url).replace("http://", "ws://", 1)
 
     async def create_session(self, expect: int = 201, **config: Any) -> dict[str, Any]:
         response = await self.http.post("/v1/sessions", json=config)
@@ -87,8 +88,23 @@ def key_sender(api_key: str | None) -> Callable[[httpx.Request], Awaitable[None]
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``."""
+    """hypercorn on 127.0.0.1:0 inside a nursery; the bound port comes back through ``started``.
+
+    In the e2e suite's shared mode (RESERVE_REDIS_URL in the environment) it is two instances
+    on one Redis: requests go to the first and audio sockets to the second, so every test also
+    proves that any instance serves any request (the session moves when its audio attaches)."""
     settings = with_test_key(settings)
+    split = bool(settings.redis_url) and bool(os.environ.get("RESERVE_REDIS_URL"))
+    async with contextlib.AsyncExitStack() as stack:
+        base, app = await stack.enter_async_context(_serving(settings))
+        audio_base = (await stack.enter_async_context(_serving(settings)))[0] if split else None
+        hooks = {"request": [key_sender(api_key_of(settings))]}
+        async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as http:
+            yield Gateway(base, settings, http, app, audio_base)
+
+
+@contextlib.asynccontextmanager
+async def _serving(settings: Settings) -> AsyncIterator[tuple[str, QuartTrio]]:
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -100,13 +116,10 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         binds = await nursery.start(
             lambda task_status: serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
         )
-        base = binds[0]
-        hooks = {"request": [key_sender(api_key_of(settings))]}
-        async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as http:
-            try:
-                yield Gateway(base, settings, http, app)
-            finally:
-                shutdown.set()
+        try:
+            yield binds[0], app
+        finally:
+            shutdown.set()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5) -> None:
@@ -308,3 +321,57 @@ def served(command: list[str], log_path: Path, *, ignore_sigint: bool = False, *
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
         process.wait()
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port in its own folder; ``kill`` and ``start``
+    again to test faults (without ``appendonly`` a restart loses everything, as in production)."""
+
+    def __init__(self, directory: Any, *, appendonly: bool = False) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.directory = directory
+        self.appendonly = appendonly
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running_redis(directory: Any, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(directory, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

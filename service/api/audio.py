@@ -24,6 +24,7 @@ blueprint = Blueprint("audio", __name__)
 log = logging.getLogger("reserve.audio")
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_SERVICE_RESTART = 1012
 
 
 async def close_with_error(error: ReserveError) -> None:
@@ -38,7 +39,8 @@ async def close_with_error(error: ReserveError) -> None:
 @blueprint.websocket("/v1/sessions/<session_id>/audio")
 async def audio(session_id: str) -> None:
     try:
-        session = authorized_session(session_id, from_websocket=True, scoped_ok=True)
+        handle = await authorized_session(session_id, from_websocket=True, scoped_ok=True)
+        session = await registry().local(handle)  # shared mode: it moves here
         attachment = session.attach()
     except ReserveError as error:
         await accept_websocket()  # with the offered subprotocol, or a browser never sees the error
@@ -72,6 +74,8 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
         nursery.cancel_scope.cancel()
     if error is not None and not session.state.terminal:
         await close_with_error(error)
+    elif session.handed_over:  # its client's socket came back at another instance
+        await websocket.close(CLOSE_SERVICE_RESTART, "session moved to another instance")
     elif session.state is State.FAILED:  # the session's own failure explains any refusal
         await close_with_error(session.failure or InternalError("session failed"))
     elif session.end_reason == "shutdown":

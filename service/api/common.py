@@ -9,6 +9,7 @@ from quart import Response, current_app, jsonify, request, websocket
 from service.auth.guard import Guard
 from service.auth.tokens import looks_signed
 from service.errors import OriginNotAllowed, ReserveError
+from service.sessions.record import RemoteSession
 from service.sessions.registry import Registry
 from service.sessions.session import Session
 
@@ -80,16 +81,19 @@ async def accept_websocket() -> None:
     await websocket.accept(subprotocol=chosen_subprotocol())
 
 
-def authorized_session(session_id: str, *, from_websocket: bool = False, scoped_ok: bool = False) -> Session:
+async def authorized_session(
+    session_id: str, *, from_websocket: bool = False, scoped_ok: bool = False
+) -> Session | RemoteSession:
     """Look the session up, then check its credentials: unknown is 404, missing 401, wrong 403.
     A socket from a browser page of a foreign origin is refused (403) before anything is looked up.
-    ``scoped_ok``: a ``session:<id>`` token also opens it (audio and events)."""
+    ``scoped_ok``: a ``session:<id>`` token also opens it (audio and events). With shared state
+    the session may be another instance's."""
     auth = guard()
     if from_websocket and not auth.origins.websocket_allowed(
         websocket.headers.get("Origin"), websocket.headers.get("Host")
     ):
         raise OriginNotAllowed("this page's origin may not open audio sockets here (RESERVE_CORS_ORIGINS)")
-    session = registry().get(session_id)
+    session = await registry().find(session_id)
     auth.check_session(session.id, session.check_token, credential(from_websocket=from_websocket), scoped_ok=scoped_ok)
     return session
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import trio
 from quart import Blueprint, Response, request
 
 from service.api.common import authorized_session, registry
 from service.events import sse
-from service.events.log import EventLog
+from service.events.log import EventLog, HistoryLost
+from service.sessions.record import RemoteSession
 from service.sessions.session import Session
 
 blueprint = Blueprint("events", __name__)
@@ -24,8 +25,11 @@ SSE_HEADERS = {
 }
 
 
-async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIterator[bytes]:
-    """Every event after ``after_id``, then return once the log is closed and drained."""
+async def follow(
+    session: Session | RemoteSession, after_id: int, heartbeat_s: float, done: Callable[[str], None]
+) -> AsyncIterator[bytes]:
+    """Every event after ``after_id``, then return once the log is closed and drained; ``done``
+    is told when the reader goes (the body runs outside the app's context)."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
         async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s)) as chunks:
@@ -33,13 +37,19 @@ async def follow(session: Session, after_id: int, heartbeat_s: float) -> AsyncIt
                 yield chunk
     finally:
         session.readers -= 1
+        done(session.id)
 
 
 async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncGenerator[bytes]:
     yield sse.preamble()
     cursor = after_id
     while True:
-        batch = event_log.read_after(cursor)
+        try:
+            batch = await event_log.read(cursor)
+        except HistoryLost as lost:  # said, never skipped silently; no id, so a resume asks again
+            cursor = lost.resumes_at - 1
+            yield sse.gap(lost.missing_from, lost.resumes_at)
+            continue
         if batch:
             cursor = batch[-1].id
             yield b"".join(event.frame for event in batch)
@@ -54,10 +64,11 @@ async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> Asy
 
 @blueprint.get("/v1/sessions/<session_id>/events")
 async def events(session_id: str) -> Response:
-    session = authorized_session(session_id, scoped_ok=True)
+    session = await authorized_session(session_id, scoped_ok=True)
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()
-    response = Response(follow(session, after_id, heartbeat_s), status=200, headers=SSE_HEADERS)
+    body = follow(session, after_id, heartbeat_s, registry().reader_done)
+    response = Response(body, status=200, headers=SSE_HEADERS)
     response.timeout = None  # an event stream lasts as long as the session
     return response

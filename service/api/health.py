@@ -1,4 +1,5 @@
-"""Liveness (the process answers) and readiness (Riva answers, and sessions are taken)."""
+"""Liveness (the process answers) and readiness (Riva answers, Redis answers where it holds the
+shared state, and sessions are taken)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ async def readyz() -> Response:
         return _not_ready("starting", "the gateway is starting")
     if reg.draining:
         return _not_ready("draining", "the gateway is shutting down and takes no new sessions")
+    hub = gateway().hub
+    if hub is not None and hub.error is not None:
+        return _not_ready("redis_unavailable", f"Redis (shared state) does not answer: {hub.error}")
+    shared = gateway().shared
+    if shared is not None and not shared.ready.is_set():
+        return _not_ready("redis_unavailable", "waiting for Redis to share the token secret")
     try:
         offer = await catalog.offer()
     except ReserveError as error:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import msgspec
+import trio
 from quart import Blueprint, Response, jsonify, request, websocket
 
 from service.api.common import api_credential, bearer_token, guard, registry
@@ -74,7 +75,7 @@ async def realtime() -> None:
         if intent != "transcription":
             raise BadRequest(f"intent={intent!r}: this gateway serves intent=transcription only")
         principal = auth.creator(socket_credential())
-        release = auth.admit(principal)  # the key's limits, a single-use secret spent
+        ticket = await auth.admit(principal)  # the key's limits, a single-use secret spent
     except ReserveError as error:
         registry().runtime.metrics.realtime_error(error.code)
         await websocket.accept(subprotocol=subprotocol)
@@ -83,10 +84,13 @@ async def realtime() -> None:
         return
     await websocket.accept(subprotocol=subprotocol)
 
+    async def release() -> None:
+        await auth.counters.release(principal.key_id, ticket)
+
     async def open_session(settings: RecognitionSettings) -> DrivenSession:
         await check_offered(settings)
         driven = await DrivenSession.start(
-            registry(), settings, protocol=dialect.name, owner=principal.key_id, on_end=release
+            registry(), settings, protocol=dialect.name, owner=principal.key_id, ticket=ticket, on_end=release
         )
         log.info(
             "realtime connection (%s) streams into session %s",
@@ -115,7 +119,8 @@ async def realtime() -> None:
         await connection.run(websocket.receive)
     finally:
         if connection.driven is None:
-            release()  # no session was made: the key's live count goes back
+            with trio.CancelScope(shield=True):
+                await release()  # no session was made: the key's live count goes back
     await websocket.close(connection.close_code, connection.close_reason[:120])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
 from pydantic import ValidationError
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_request
@@ -43,11 +44,16 @@ async def create_session() -> tuple[Response, int]:
         raise BadRequest("send the settings as application/json")
     settings = parse_settings(body)
     await check_offered(settings)  # 422 with the choices when Riva offers no such language or model
-    release = auth.admit(principal)  # 429 over the key's limits; spends a single-use token
+    ticket = await auth.admit(principal)  # 429 over the key's limits; spends a single-use token
+
+    async def release() -> None:
+        await auth.counters.release(principal.key_id, ticket)
+
     try:
-        session = await registry().create(settings, owner=principal.key_id, on_end=release)
+        session = await registry().create(settings, owner=principal.key_id, ticket=ticket, on_end=release)
     except BaseException:
-        auth.not_created(principal, release)
+        with trio.CancelScope(shield=True):
+            await auth.not_created(principal, ticket)
         raise
     base = f"/v1/sessions/{session.id}"
     payload: dict[str, Any] = {
@@ -66,12 +72,10 @@ async def create_session() -> tuple[Response, int]:
 
 @blueprint.get("/v1/sessions/<session_id>")
 async def get_session(session_id: str) -> Response:
-    return jsonify(authorized_session(session_id).describe())
+    return jsonify((await authorized_session(session_id)).describe())
 
 
 @blueprint.delete("/v1/sessions/<session_id>")
 async def delete_session(session_id: str) -> Response:
-    session = authorized_session(session_id)
-    session.cancel("cancelled")
-    await session.done.wait()
-    return jsonify(session.describe())
+    session = await authorized_session(session_id)
+    return jsonify(await registry().cancel(session, "cancelled"))

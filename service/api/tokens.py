@@ -52,7 +52,7 @@ async def create_token() -> tuple[Response, int]:
     if wanted.scope != CREATE_SCOPE:
         session_id = wanted.scope.removeprefix("session:")
         try:
-            owner = registry().get(session_id).owner
+            owner = (await registry().find(session_id)).owner
         except SessionNotFound:
             owner = None  # same answer as a session of another key: ids reveal nothing
     issued = auth.issue(principal, wanted.scope, ttl_s, owner=owner)

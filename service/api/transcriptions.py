@@ -65,13 +65,18 @@ async def transcriptions() -> Response:
     )
     try:
         await check_offered(settings)
-        release = auth.admit(principal)
+        ticket = await auth.admit(principal)
+
+        async def release() -> None:
+            await auth.counters.release(principal.key_id, ticket)
+
         try:
             driven = await DrivenSession.start(
-                registry(), settings, protocol="transcriptions", owner=principal.key_id, on_end=release
+                registry(), settings, protocol="transcriptions", owner=principal.key_id, ticket=ticket, on_end=release
             )
         except BaseException:
-            auth.not_created(principal, release)
+            with trio.CancelScope(shield=True):
+                await auth.not_created(principal, ticket)
             raise
     except BaseException:
         decoder.close()
@@ -104,20 +109,20 @@ async def _run(
     The session's own task talks to Riva, so feeding and reading need no second task here."""
     while chunk := await trio.to_thread.run_sync(decoder.read, limiter=limiter):
         await driven.send_audio(chunk)
-        for hypothesis in _results(driven, transcript):
+        for hypothesis in await _results(driven, transcript):
             yield hypothesis
     transcript.duration_s = decoder.seconds
     await driven.end()
     while not driven.ended:
         await driven.wait()
-        for hypothesis in _results(driven, transcript):
+        for hypothesis in await _results(driven, transcript):
             yield hypothesis
 
 
-def _results(driven: DrivenSession, transcript: formats.Transcript) -> list[str]:
+async def _results(driven: DrivenSession, transcript: formats.Transcript) -> list[str]:
     """Riva's hypothesis of the whole file after each result (the finals so far, and an interim)."""
     out: list[str] = []
-    for event in driven.pending():
+    for event in await driven.pending():
         if event.name == "transcript":
             if event.data["is_final"]:
                 transcript.add_final(event.data)

@@ -18,8 +18,10 @@ from service.auth.keys import ApiKeys, KeysFileError, parse_keys_list
 from service.auth.limits import KeyLimits
 from service.auth.origins import OriginPolicy
 from service.auth.tokens import CREATE_SCOPE, Claims, TokenSigner, UsedTokens, looks_signed, session_scope
-from service.errors import Forbidden, RateLimited, Unauthorized
+from service.errors import Forbidden, Overloaded, RateLimited, Unauthorized
 from service.settings import Settings
+from service.shared.base import KeyCounters, SingleUseTokens
+from service.shared.memory import MemoryKeyCounters, MemorySingleUse
 
 log = logging.getLogger("reserve.auth")
 
@@ -71,6 +73,35 @@ class Guard:
             max_concurrent=settings.max_sessions_per_key, per_minute=settings.sessions_per_minute_per_key
         )
         self.origins = OriginPolicy(settings.cors_origin_list)
+        self.counters: KeyCounters = MemoryKeyCounters(self.limits)
+        self.single_use: SingleUseTokens = MemorySingleUse(self.used)
+        self._clock = clock
+        self.awaiting_secret = False  # shared mode, until Redis hands out the deployment's secret
+
+    def share(self, secret: bytes | None, counters: KeyCounters, single_use: SingleUseTokens) -> None:
+        """Use the deployment's shared state (Redis): its counters and spent-token ids, and its token
+        secret when none is configured, so a token minted by one instance works on every other."""
+        if secret is not None:
+            self.use_secret(secret)
+        self.counters = counters
+        self.single_use = single_use
+
+    def use_secret(self, secret: bytes) -> None:
+        """The deployment's shared token secret (RESERVE_TOKEN_SECRET, when set, wins)."""
+        if self.secret_is_random:
+            self.signer = TokenSigner(secret, clock=self._clock)
+            self.keys = ApiKeys(
+                parse_keys_list(self.settings.api_keys.get_secret_value()),
+                self.settings.api_keys_file,
+                id_secret=secret,
+            )
+            self.keys.load()
+            self.secret_is_random = False
+        self.awaiting_secret = False
+
+    def _check_secret(self) -> None:
+        if self.awaiting_secret:
+            raise Overloaded("waiting for Redis to share the token secret; try again shortly", retry_after_s=2)
 
     @property
     def disabled(self) -> bool:
@@ -100,6 +131,7 @@ class Guard:
     # -- callers -------------------------------------------------------------------
     def api_key(self, credential: str | None) -> Principal:
         """An API key (``POST /v1/tokens``): missing 401, not a configured key 403."""
+        self._check_secret()  # key ids are keyed by the secret
         if credential and not looks_signed(credential):
             key_id = self.keys.identify(credential)
             if key_id is not None:
@@ -116,6 +148,7 @@ class Guard:
         """Who creates a session: an API key, or a ``session:create`` token standing in for one.
         The token is checked here and spent by ``admit`` just before the session is made."""
         if credential and looks_signed(credential):
+            self._check_secret()
             claims = self.signer.verify(credential)
             if claims.scope != CREATE_SCOPE:
                 raise Forbidden(f"this token's scope is {claims.scope!r}, not {CREATE_SCOPE!r}")
@@ -130,41 +163,26 @@ class Guard:
         return IssuedToken(token, claims)
 
     # -- single use and limits, around creating a session ----------------------------
-    def admit(self, principal: Principal) -> Callable[[], None]:
+    async def admit(self, principal: Principal) -> str:
         """Spend the principal's single-use token (403 if already spent), then count a session
         against the key's limits (429). The token goes first, so replaying a spent token cannot
-        use up its key's allowance. Returns the release to call once, when the session ends or
-        could not be created after all."""
+        use up its key's allowance. Returns the ticket that ``release`` takes once the session
+        ends (on whichever instance ends it) or could not be created after all."""
         if principal.claims is not None:
-            self.used.consume(principal.claims)
-        retry_after = self.limits.admit(principal.key_id)
-        if retry_after is not None:
+            await self.single_use.consume(principal.claims)
+        ticket = secrets.token_urlsafe(12)
+        refusal = await self.counters.admit(principal.key_id, ticket)
+        if refusal is not None:
             if principal.claims is not None:
-                self.used.forget(principal.claims)  # no session was made: the token is still good
-            at_live_limit = (
-                self.limits.max_concurrent and self.limits.live(principal.key_id) >= self.limits.max_concurrent
-            )
-            limit = (
-                f"{self.limits.max_concurrent} live sessions"
-                if at_live_limit
-                else f"{self.limits.per_minute} new sessions a minute"
-            )
-            raise RateLimited(f"this API key is at its limit of {limit}", retry_after_s=retry_after)
-        released = False
+                await self.single_use.forget(principal.claims)  # no session was made: the token is still good
+            raise RateLimited(f"this API key is at its limit of {refusal.limit}", retry_after_s=refusal.retry_after_s)
+        return ticket
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.limits.release(principal.key_id)
-
-        return release
-
-    def not_created(self, principal: Principal, release: Callable[[], None]) -> None:
+    async def not_created(self, principal: Principal, ticket: str) -> None:
         """Undo ``admit``: the session could not be created, so its token may be used again."""
-        release()
+        await self.counters.release(principal.key_id, ticket)
         if principal.claims is not None:
-            self.used.forget(principal.claims)
+            await self.single_use.forget(principal.claims)
 
     # -- a session's own resources ----------------------------------------------------
     def check_session(
@@ -173,6 +191,7 @@ class Guard:
         """The session's token (``check_token``: missing 401, wrong 403) or, where ``scoped_ok``,
         a ``session:<id>`` token for this very session."""
         if credential and looks_signed(credential):
+            self._check_secret()
             claims = self.signer.verify(credential)
             if claims.scope != session_scope(session_id):
                 raise Forbidden("this token is not for this session")

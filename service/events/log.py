@@ -2,11 +2,13 @@
 
 Readers keep their own cursor (the last id they saw), so a slow reader never blocks
 the writer and never misses an event; resuming with Last-Event-ID is just a cursor.
-``EventLog`` is the interface sessions use; ``MemoryEventLog`` keeps it in process.
+``EventLog`` is the interface sessions use; ``MemoryEventLog`` keeps it in process, and
+``service.shared.redis_log`` keeps it in a Redis stream shared by every instance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +29,16 @@ class Event:
     frame: bytes  # the SSE bytes, built once however many readers send them (its data: line is the JSON)
 
 
+class HistoryLost(Exception):
+    """Events a reader asked for are gone (trimmed, or lost with a Redis that restarted
+    without persistence): the reader is told, never silently skipped past them."""
+
+    def __init__(self, missing_from: int, resumes_at: int) -> None:
+        super().__init__(f"events {missing_from}..{resumes_at - 1} are no longer available")
+        self.missing_from = missing_from
+        self.resumes_at = resumes_at  # the first id still held
+
+
 class EventLog(Protocol):
     @property
     def closed(self) -> bool: ...
@@ -37,14 +49,23 @@ class EventLog(Protocol):
     def append(self, name: str, data: bytes) -> Event:
         """Add an event; raise RuntimeError once closed."""
 
-    def read_after(self, last_id: int, limit: int = ...) -> list[Event]:
-        """Events with id > last_id, oldest first, at most ``limit``."""
+    async def read(self, last_id: int, limit: int = ...) -> list[Event]:
+        """Events with id > last_id, oldest first, at most ``limit``; raise HistoryLost when
+        the next of them is gone."""
 
     async def wait_after(self, last_id: int) -> None:
         """Return once an event after ``last_id`` exists or the log is closed."""
 
     def close(self) -> None:
         """No more events; wakes every waiter."""
+
+    @property
+    def size_bytes(self) -> int:
+        """Memory held for events not yet safe elsewhere (bounded by RESERVE_MAX_LOG_BYTES)."""
+
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
+        """The session's record changed; shared logs store ``snapshot()``, taken when the next
+        batch of events is written (so it is exactly as of the last of them)."""
 
 
 class MemoryEventLog:
@@ -77,6 +98,12 @@ class MemoryEventLog:
     def read_after(self, last_id: int, limit: int = 1000) -> list[Event]:
         start = max(0, last_id)
         return self._events[start : start + limit]
+
+    async def read(self, last_id: int, limit: int = 1000) -> list[Event]:
+        return self.read_after(last_id, limit)
+
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
+        """Nothing to do: in one process the session itself is the record."""
 
     async def wait_after(self, last_id: int) -> None:
         while len(self._events) <= last_id and not self._closed:

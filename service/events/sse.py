@@ -13,6 +13,12 @@ def frame(event_id: int, name: str, data_json: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, name.encode(), data_json)
 
 
+def gap(missing_from: int, resumes_at: int) -> bytes:
+    """A ``gap`` event (no id): events ``missing_from`` up to ``resumes_at`` - 1 are gone."""
+    data = b'{"code":"history_lost","missing_from":%d,"resumes_at":%d,"message":"these events are no longer stored"}'
+    return b"event: gap\ndata: %s\n\n" % (data % (missing_from, resumes_at))
+
+
 def preamble() -> bytes:
     """Sent first: flushes headers through proxies and sets the client's reconnect delay."""
     return b"retry: %d\n: stream open\n\n" % RETRY_MS

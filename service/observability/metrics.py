@@ -122,6 +122,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.redis_round_trips = Counter(
+            "reserve_redis_round_trips", "Redis round trips that succeeded, by what they did", ["op"], registry=r
+        )
+        self.redis_errors = Counter(
+            "reserve_redis_errors", "Redis round trips that failed, by what they tried", ["op"], registry=r
+        )
+        self.redis_batch_events = Histogram(
+            "reserve_redis_batch_events",
+            "Events written to Redis per session per publish batch",
+            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.sessions_moved = Counter(
+            "reserve_sessions_moved",
+            "Sessions taken over by this instance: 'move' (its owner handed over) or 'takeover' (its owner was gone)",
+            ["kind"],
+            registry=r,
+        )
         self._watched = _Watched()
         r.register(self._watched)
         for standard in (ProcessCollector, PlatformCollector, GCCollector):  # process_*, python_*
@@ -153,6 +171,18 @@ class Metrics:
     def riva_error(self, error: ReserveError) -> None:
         """One failed Riva stream (whether or not the session survives it by reconnecting)."""
         self.riva_errors.labels(str(error.details.get("grpc_code", "none"))).inc()
+
+    def redis_round_trip(self, op: str) -> None:
+        self.redis_round_trips.labels(op).inc()
+
+    def redis_error(self, op: str) -> None:
+        self.redis_errors.labels(op).inc()
+
+    def redis_batch(self, events: int) -> None:
+        self.redis_batch_events.observe(events)
+
+    def redis_takeover(self, kind: str) -> None:
+        self.sessions_moved.labels(kind).inc()
 
     def riva_reconnect(self) -> None:
         """A session lost its Riva stream and starts reconnecting (once per outage, not per attempt)."""

@@ -231,7 +231,7 @@ class Connection:
     # -- the session's events --------------------------------------------------------------
     async def _pump(self, driven: DrivenSession) -> None:
         while True:
-            for event in driven.pending():
+            for event in await driven.pending():
                 for out in self._translate(driven, event.name, event.data):
                     await self._send(out)
             while self._flush_targets and driven.session.finalized >= self._flush_targets[0]:

@@ -9,7 +9,7 @@ logs and Riva failover with replay come with the session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,12 @@ class DrivenSession:
         *,
         protocol: str,
         owner: str | None,
-        on_end: Callable[[], None],
+        ticket: str,
+        on_end: Callable[[], Awaitable[None]],
     ) -> DrivenSession:
-        """``protocol`` labels ``reserve_adapter_sessions_total``."""
-        session = await registry.create(config, owner=owner, on_end=on_end)
+        """``protocol`` labels ``reserve_adapter_sessions_total``; ``ticket`` and ``on_end`` are
+        the key's admission and its release, as for a session created over REST."""
+        session = await registry.create(config, owner=owner, ticket=ticket, on_end=on_end)
         registry.runtime.metrics.adapter_session(protocol)
         return cls(session, session.attach())
 
@@ -74,9 +76,10 @@ class DrivenSession:
         if not self._attachment.ended:
             await self._attachment.control(Control.END)
 
-    def pending(self) -> list[SessionEvent]:
-        """Events not read yet, without waiting."""
-        events = self.session.log.read_after(self._cursor)
+    async def pending(self) -> list[SessionEvent]:
+        """Events not read yet, without waiting for new ones (the adapter runs where the session
+        does, so its log is this process's own: nothing is ever missing from it)."""
+        events = await self.session.log.read(self._cursor)
         if events:
             self._cursor = events[-1].id
         return [SessionEvent(e.id, e.name, msgspec.json.decode(frame_data(e.frame))) for e in events]

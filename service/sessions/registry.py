@@ -1,20 +1,36 @@
-"""The registry: which sessions exist, how many may, and how long they are kept."""
+"""The registry: which sessions exist, how many may, and how long they are kept.
+
+In shared mode (Redis) it is also this instance's door to the others' sessions: a session
+another instance owns is found through its record, followed through its shared log, and
+taken over when its audio socket comes here.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import trio
 
-from service.errors import Overloaded, SessionNotFound, ShuttingDown
+from service.errors import (
+    Overloaded,
+    ReserveError,
+    SessionNotFound,
+    ShuttingDown,
+    StateUnavailable,
+)
 from service.sessions.config import RecognitionSettings
-from service.sessions.session import Runtime, Session
+from service.sessions.handover import Handover, OnEnd
+from service.sessions.record import RemoteSession, static_fields
+from service.sessions.runtime import Runtime
+from service.sessions.session import Session
+from service.shared.redis_hub import RedisUnavailable
 
 log = logging.getLogger("reserve.registry")
 
+HANDOVER_POLL_S = 0.05
 
-class Registry:
+
+class Registry(Handover):
     """Owns every session's task in one nursery; a session stays readable for the
     retention period after it ends, then it is forgotten."""
 
@@ -25,7 +41,13 @@ class Registry:
         self._live = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._taking: set[str] = set()
         self.draining = False
+        hub = runtime.hub
+        if hub is not None:
+            hub.on_control = self._control
+            hub.on_fenced = self._fenced
+            hub.on_outage = self._outage
 
     @property
     def live_sessions(self) -> int:
@@ -40,11 +62,7 @@ class Registry:
         """Event streams open now, over every session (read by the metrics scrape)."""
         return sum(session.readers for session in self._sessions.values())
 
-    async def create(
-        self, config: RecognitionSettings, *, owner: str | None = None, on_end: Callable[[], None] | None = None
-    ) -> Session:
-        """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
-        runs once the session has ended (it releases the key's live-session count)."""
+    def _check_room(self) -> None:
         settings = self.runtime.settings
         if self.draining:
             raise ShuttingDown("the gateway is shutting down; try another instance", retry_after_s=5)
@@ -53,20 +71,103 @@ class Registry:
                 f"the gateway is at its limit of {settings.max_sessions} live sessions; try again shortly",
                 retry_after_s=5,
             )
+
+    async def create(
+        self, config: RecognitionSettings, *, owner: str | None = None, ticket: str = "", on_end: OnEnd | None = None
+    ) -> Session:
+        """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
+        runs once the session has ended (it releases the key's live-session count)."""
+        self._check_room()
         session = Session(self.runtime, config)
         session.owner = owner
-        self._sessions[session.id] = session
-        self._live += 1
+        session.ticket = ticket
+        if self.runtime.hub is not None:
+            await self._publish_record(session, last_id=0)
         self.runtime.metrics.session_created()
-        self._idle = trio.Event()
-        await self._nursery.start(self._own, session, on_end)
+        await self._start(session, on_end)
         return session
 
+    async def _publish_record(self, session: Session, *, last_id: int) -> None:
+        """Shared mode: own the session's log and get its record into Redis before anyone is
+        told the session exists (another instance may be asked about it next)."""
+        hub = self.runtime.hub
+        assert hub is not None
+        event_log = hub.log_for(session.id)
+        event_log.own(last_id, static_fields(session))
+        session.note_state()
+        hub.force_whole_record(session.id)
+        if not await event_log.drained(self.runtime.settings.redis_timeout_s * 2):
+            event_log.disown()
+            hub.forget_log(session.id)
+            raise StateUnavailable(f"Redis did not take the session: {hub.error or 'no answer'}", retry_after_s=5)
+
+    async def _start(self, session: Session, on_end: OnEnd | None) -> None:
+        self._sessions[session.id] = session
+        self._live += 1
+        self._idle = trio.Event()
+        await self._nursery.start(self._own, session, on_end)
+
     def get(self, session_id: str) -> Session:
+        """A session this instance runs."""
         session = self._sessions.get(session_id)
         if session is None:
             raise SessionNotFound("no such session (it may have expired)")
         return session
+
+    async def find(self, session_id: str) -> Session | RemoteSession:
+        """A session of this instance, or (shared mode) of any other."""
+        session = self._sessions.get(session_id)
+        hub = self.runtime.hub
+        if session is not None and not session.handed_over:
+            return session
+        if hub is None:
+            return self.get(session_id)
+        record = await self._record(session_id)
+        max_readers = self.runtime.settings.max_readers_per_session
+        return RemoteSession(record, session_id, hub.log_for, max_readers)
+
+    async def _record(self, session_id: str) -> dict[str, str]:
+        hub = self.runtime.hub
+        assert hub is not None
+        try:
+            record = await hub.record(session_id)
+        except RedisUnavailable as exc:
+            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
+        if record is None or "token_hash" not in record:
+            raise SessionNotFound("no such session (it may have expired)")
+        return record
+
+    def reader_done(self, session_id: str) -> None:
+        """Shared mode: this process's view of a log goes once nobody here reads or owns it."""
+        if self.runtime.hub is not None:
+            self.runtime.hub.forget_log(session_id)
+
+    async def cancel(self, handle: Session | RemoteSession, reason: str) -> dict[str, object]:
+        """DELETE: here, or asked of the owner (shared mode); returns the ended session's view."""
+        if isinstance(handle, Session):
+            handle.cancel(reason)
+            await handle.done.wait()
+            if not handle.handed_over:
+                if self.runtime.hub is not None:  # so that every instance answers ``cancelled`` from now on
+                    await self.runtime.hub.log_for(handle.id).drained(self.runtime.settings.redis_timeout_s)
+                return handle.describe()
+        hub = self.runtime.hub
+        assert hub is not None
+        settings = self.runtime.settings
+        with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1):
+            while True:
+                remote = await self.find(handle.id)
+                if isinstance(remote, Session):
+                    return await self.cancel(remote, reason)
+                if remote.state.terminal:
+                    return remote.describe()
+                holder = await hub.lease_holder(handle.id)
+                if holder is None:  # nobody runs it: run it here, to end it properly
+                    local = await self.local(remote)
+                    return await self.cancel(local, reason)
+                await hub.ask(holder, "cancel", handle.id)
+                await trio.sleep(HANDOVER_POLL_S * 4)
+        raise StateUnavailable("the session's owner did not answer; try again", retry_after_s=2)
 
     def cancel_all(self, reason: str) -> None:
         for session in self._sessions.values():
@@ -82,23 +183,54 @@ class Registry:
             await self._idle.wait()
         async with trio.open_nursery() as nursery:
             for session in list(self._sessions.values()):
-                nursery.start_soon(session.finish_early, "shutdown")
+                if self.runtime.hub is not None and session.movable:
+                    # shared mode: flush its finals and let go; its client reconnects to another instance
+                    nursery.start_soon(session.hand_over)
+                else:
+                    nursery.start_soon(session.finish_early, "shutdown")
         with trio.move_on_after(finish_s):
             await self._idle.wait()
         self.cancel_all("shutdown")
         await self._idle.wait()
 
-    async def _own(
-        self, session: Session, on_end: Callable[[], None] | None, *, task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _own(self, session: Session, on_end: OnEnd | None, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             await session.run(task_status=task_status)
         finally:
-            if on_end is not None:
-                on_end()
-            self._live -= 1
+            self._live -= 1  # its place is free now; what follows is bookkeeping
             if self._live == 0:
                 self._idle.set()
+            with trio.CancelScope(shield=True):
+                await self._after(session, on_end)
+        if session.handed_over:
+            if self._sessions.get(session.id) is session:
+                del self._sessions[session.id]
+            if self.runtime.hub is not None:
+                self.runtime.hub.forget_log(session.id)  # kept while readers here still follow it
+            return
         await trio.sleep(self.runtime.settings.session_retention_s)
-        del self._sessions[session.id]
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        if self.runtime.hub is not None:
+            self.runtime.hub.forget_log(session.id)
         log.debug("session %s forgotten after retention", session.id, extra={"session_id": session.id})
+
+    async def _after(self, session: Session, on_end: OnEnd | None) -> None:
+        """Once the session's task is over: its key's count released (unless it moved on), and
+        in shared mode its last events written before the lease goes."""
+        hub = self.runtime.hub
+        settings = self.runtime.settings
+        try:
+            if not session.handed_over and on_end is not None:
+                with trio.move_on_after(settings.redis_timeout_s):
+                    await on_end()
+            if hub is None:
+                return
+            event_log = hub.log_for(session.id)
+            if event_log.owned and not await event_log.drained(settings.redis_outage_deadline_s):
+                log.warning("session %s: its last events wait for Redis to come back", session.id)
+                self._nursery.start_soon(self._let_go, session.id, settings.session_retention_s)
+                return
+            await self._let_go(session.id, 0)
+        except (RedisUnavailable, ReserveError) as exc:
+            log.warning("session %s: shared state not updated at its end (%s)", session.id, exc)

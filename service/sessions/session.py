@@ -5,92 +5,65 @@ makes the handler stop reading, so TCP slows the client). The session forwards i
 into one Riva stream at a time (``finalize`` starts a fresh one), publishes results
 into its event log, and ends with exactly one ``end`` event, whatever happens.
 
-When Riva fails mid-stream the session reconnects: it keeps the audio sent since the
-last final result (``ReplayBuffer``), opens a new stream once Riva answers a probe, and
-replays that audio, so no final is lost or repeated and times stay continuous.
+When Riva fails mid-stream the session reconnects without loss (``recognition``). In
+shared mode (Redis) its record goes out with its events, and it can hand itself over to
+another instance or be taken over by one (``hand_over``, ``restore``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
-import random
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import trio
 
 from service.errors import (
-    Forbidden,
     ReserveError,
     SessionBusy,
     SessionClosed,
     TooManyReaders,
     Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
 )
 from service.events.log import EventLog, MemoryEventLog
-from service.observability.metrics import Metrics
 from service.protocol import Control
-from service.riva.channel import RivaTarget
 from service.riva.results import Result
-from service.riva.stream import RivaStream, Transport
-from service.riva.targets import TargetPool
 from service.sessions.attachment import AudioAttachment, AudioItem
 from service.sessions.config import RecognitionSettings
+from service.sessions.recognition import Recognition
+from service.sessions.record import check_token, digest, dynamic_fields, restore
 from service.sessions.replay import ReplayBuffer
+from service.sessions.runtime import Counters, Runtime
 from service.sessions.state import State, Trigger, next_state
+from service.sessions.transcripts import transcript_data
 from service.settings import Settings
 
 log = logging.getLogger("reserve.session")
 _encode = msgspec.json.encode
 
-BACKOFF_FIRST_S = 0.1
-BACKOFF_MAX_S = 2.0
-QUIET_ENDS_BEFORE_FAILURE = 3  # Riva ending streams by itself, with nothing heard, this often is a fault
 
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """What every session shares: settings, the Riva targets, the transport streams go through."""
-
-    settings: Settings
-    targets: TargetPool
-    transport: Transport
-    metrics: Metrics = dataclasses.field(default_factory=Metrics)
-
-
-@dataclass(slots=True)
-class Counters:
-    audio_bytes: int = 0
-    audio_frames: int = 0
-    riva_streams: int = 0
-    reconnects: int = 0
-    interim_results: int = 0
-    final_results: int = 0
-    dropped_interims: int = 0
-    replay_dropped_bytes: int = 0
-
-
-class Session:
-    def __init__(self, runtime: Runtime, config: RecognitionSettings) -> None:
+class Session(Recognition):
+    def __init__(
+        self, runtime: Runtime, config: RecognitionSettings, *, session_id: str | None = None, token_digest: str = ""
+    ) -> None:
+        """A new session, or (``session_id`` and ``token_digest`` from its record) one taken over."""
         settings = runtime.settings
-        self.id = secrets.token_urlsafe(16)  # 128 random bits
-        self.token = secrets.token_urlsafe(32)
+        self.id = session_id or secrets.token_urlsafe(16)  # 128 random bits
+        self.token = "" if session_id else secrets.token_urlsafe(32)  # known only where it was created
+        self.token_digest = token_digest or digest(self.token)
         self.config = config
         self.state = State.WAITING
         self.created_at = time.time()
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.counters = Counters()
-        self.log: EventLog = MemoryEventLog()
+        self.log: EventLog = runtime.hub.log_for(self.id) if runtime.hub is not None else MemoryEventLog()
+        self.ticket = ""  # what the key's live-session count knows this session by
         self.done = trio.Event()
-        self.readers = 0
+        self._readers = 0
         self.owner: str | None = None  # key id of the API key that created it (only it gets session tokens)
         self._runtime = runtime
         self._obs = runtime.metrics.observe_session(config.bytes_per_second, config.encoding)
@@ -122,13 +95,16 @@ class Session:
         self._riva_answered = False  # a stream of this session has worked: failures now are drops
         self.finalized = 0  # ``finalize`` controls whose finals are all in the log (protocol adapters wait on it)
         self._finalized_changed = trio.Event()
+        self._shared = runtime.hub is not None  # the record goes to Redis with the events
+        self.handed_over = False  # another instance runs it now: this one ends without an ``end``
+        self._moving = False
+        self.covered_bytes_restored = 0
 
     # -- access -----------------------------------------------------------------
     def check_token(self, token: str | None) -> None:
         if not token:
             raise Unauthorized("this session needs its token: Authorization: Bearer <token> or ?token=")
-        if not hmac.compare_digest(token.encode(), self.token.encode()):
-            raise Forbidden("the token does not match this session")
+        check_token(self.token_digest, token)
 
     @property
     def final_text(self) -> str:
@@ -147,7 +123,7 @@ class Session:
             "ended_at": self.ended_at,
             "final_transcript": self.final_text,
             "last_event_id": self.log.last_id,
-            "audio_attached": self._socket is not None,
+            "audio_attached": self.audio_attached,
             "readers": self.readers,
             "counters": dataclasses.asdict(self.counters),
             "config": self.config.model_dump(),
@@ -176,6 +152,7 @@ class Session:
         self._attached.set()
         self.touch()
         self._log.info("session %s audio socket %s", self.id, "reattached" if resumed else "attached")
+        self.note_state()
         return self._socket
 
     def touch(self) -> None:
@@ -205,6 +182,7 @@ class Session:
         if self._socket is not socket:
             return
         self._socket = None
+        self.note_state()
         if socket.ended:
             self._log.info("session %s audio socket closed after end of audio", self.id)
             return
@@ -216,6 +194,15 @@ class Session:
             self.cancel("client_gone")
             return
         self._log.info("session %s audio socket dropped; waiting %.0f s for it to come back", self.id, grace)
+        self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
+        self._tasks.start_soon(self._finish_after_grace, self._grace)
+
+    def expect_socket(self) -> None:
+        """Taken over without its socket (its owner died or handed it over at shutdown): wait the
+        reconnect grace for the client, as after a drop, then finalize."""
+        if self._socket is not None or not self._attached.is_set() or self.state.terminal or self._tasks is None:
+            return
+        grace = self._runtime.settings.audio_reconnect_grace_s
         self._grace = trio.CancelScope(deadline=trio.current_time() + grace)
         self._tasks.start_soon(self._finish_after_grace, self._grace)
 
@@ -231,6 +218,86 @@ class Session:
         if not self.state.terminal:
             self._cancel_reason = reason
             self._scope.cancel()
+
+    async def hand_over(self) -> None:
+        """Another instance takes the session (its client's audio socket came back there): stop
+        taking audio, flush Riva's finals for what was heard, then end here without an ``end``."""
+        if not self.movable or self._moving:
+            return
+        self._moving = True
+        self._log.info("session %s moves to another instance", self.id)
+        if self._socket is not None:
+            self._socket.ended = True
+        if not self._attached.is_set():
+            self.handed_over = True
+            self.note_state()
+            self._scope.cancel()
+            return
+        await self._audio_tx.send(Control.FINALIZE)
+
+    def lost(self, why: str) -> None:
+        """Redis says another instance holds the lease: stop at once, write nothing more."""
+        if not self.state.terminal:
+            self._log.warning("session %s lost its lease (%s); stopping here", self.id, why)
+            self.handed_over = True
+            self._scope.cancel()
+
+    def fail_now(self, error: ReserveError) -> None:
+        """End with ``error`` (Redis took none of the events for too long)."""
+        if not self.state.terminal and self._failure is None:
+            self._failure = error
+            self._scope.cancel()
+
+    def note_state(self) -> None:
+        """Shared mode: the record as of now goes out with the next batch of events."""
+        if self._shared:
+            self.log.note_state(self._record_now)
+
+    @property
+    def readers(self) -> int:
+        """Event streams following it in this process (shared mode: counted on its log, which
+        outlives this object when the session moves to another instance)."""
+        return int(getattr(self.log, "readers", self._readers))
+
+    @readers.setter
+    def readers(self, value: int) -> None:
+        if hasattr(self.log, "readers"):
+            self.log.readers = value
+        else:
+            self._readers = value
+
+    @property
+    def movable(self) -> bool:
+        """Whether another instance could go on with it (not when its audio has ended: it finishes here)."""
+        return self.state in (State.WAITING, State.STREAMING) and not self._socket_ended
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def audio_attached(self) -> bool:
+        return self._socket is not None
+
+    def _record_now(self) -> dict[str, str]:
+        return dynamic_fields(self)
+
+    @property
+    def covered_bytes(self) -> int:
+        """The audio offset up to which every final is published (a new owner resumes there)."""
+        return self._replay.start
+
+    def restore(self, record: dict[str, str]) -> None:
+        """Continue from a record another instance wrote (a takeover)."""
+        restore(self, record)
+        self._replay.start = self._replay.end = self.covered_bytes_restored
+        self._seq = int(record.get("seq", "0"))
+        text = record.get("final_text", "")
+        self._finals = [text] if text else []
+        rate = self.config.bytes_per_second
+        self._last_processed_s = self._replay.start / rate if rate else float(record.get("processed_s", "0"))
+        if self.state is not State.WAITING:
+            self._attached.set()  # so the next socket is told where to resume
 
     async def finish_early(self, reason: str) -> None:
         """Stop taking audio and flush Riva's finals, then end with ``reason``."""
@@ -268,10 +335,12 @@ class Session:
                     tasks.cancel_scope.cancel()
                 if failure is not None:
                     self._stop(Trigger.FAIL, "error", failure)
-                else:
+                elif not self.handed_over:
                     self._stop(Trigger.FLUSHED, self._finish_reason)
         finally:
-            if not self.state.terminal:
+            if self._failure is not None and not self.state.terminal:
+                self._stop(Trigger.FAIL, "error", self._failure)
+            elif not self.state.terminal and not self.handed_over:
                 self._stop(Trigger.CANCEL, self._cancel_reason)
             self._tasks = None
             self._audio_rx.close()
@@ -292,191 +361,12 @@ class Session:
                 await self.finish_early("idle_timeout")
                 return
 
-    # -- recognition ------------------------------------------------------------------
-    async def _recognize(self) -> None:
-        quiet_ends = 0
-        lazy = True  # open a Riva stream only once there is audio for it
-        while True:
-            try:
-                control = await self._one_stream(lazy=lazy)
-            except _QuietEnd as quiet:
-                quiet_ends = 0 if quiet.answered else quiet_ends + 1
-                if quiet_ends < QUIET_ENDS_BEFORE_FAILURE:
-                    lazy = True  # Riva closed an idle stream: open another when audio comes
-                    continue
-                error: ReserveError = UpstreamError("Riva keeps ending streams before the audio does")
-            except ReserveError as exc:
-                error = exc
-            else:
-                if control is Control.END:
-                    return
-                self._note_finalized()
-                quiet_ends = 0
-                lazy = True
-                continue
-            if not (error.retryable and self.config.bytes_per_second):
-                raise error  # a client fault, or compressed audio that cannot be replayed
-            await self._reconnect(error)
-            lazy = False
-
-    def _note_finalized(self) -> None:
-        self.finalized += 1
-        self._finalized_changed.set()
-        self._finalized_changed = trio.Event()
-
-    async def wait_finalized_after(self, count: int) -> None:
-        """Return once more than ``count`` finalizes are flushed, or the session is over."""
-        while self.finalized <= count and not self.state.terminal:
-            await self._finalized_changed.wait()
-
-    async def _reconnect(self, error: ReserveError) -> None:
-        """Back off with jitter until Riva answers a probe; raise ``error`` past the deadline."""
-        settings = self._runtime.settings
-        now = trio.current_time()
-        if self._reconnect_deadline is None:
-            # a Riva that never answered this session gets a short chance, one that did a long one
-            patience = settings.riva_reconnect_deadline_s if self._riva_answered else settings.riva_start_deadline_s
-            self._reconnect_deadline = now + patience
-            self._reconnect_attempt = 0
-            self.counters.reconnects += 1
-            self._runtime.metrics.riva_reconnect()
-        self._log.warning("session %s lost its Riva stream (%s); reconnecting", self.id, error.code)
-        self._reconnect_attempt = attempt = self._reconnect_attempt + 1
-        self._publish_event("reconnecting", {"attempt": attempt, "code": error.code, "message": error.message})
-        # backoff restarts with each series: a long session's earlier outages must not stretch it
-        # past the deadline of this one
-        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(attempt - 1, 8))
-        while True:
-            remaining = self._reconnect_deadline - trio.current_time()
-            if remaining <= 0:
-                raise error
-            await trio.sleep(min(remaining, random.uniform(delay / 2, delay)))  # full jitter, bounded
-            try:
-                target = self._runtime.targets.pick()
-                try:
-                    await self._runtime.transport.probe(target, timeout_s=min(2.0, max(0.1, remaining)))
-                except ReserveError:
-                    self._runtime.targets.failed(target)
-                    raise
-                break
-            except ReserveError as exc:
-                error = exc if exc.retryable else error
-                delay = min(BACKOFF_MAX_S, delay * 2)
-        replay_s = self._replay.size / (self.config.bytes_per_second or 1)
-        self._publish_event("reconnected", {"attempt": attempt, "replay_seconds": round(replay_s, 3)})
-
-    async def _one_stream(self, *, lazy: bool) -> Control:
-        """One Riva stream, from its config to its last result; returns what ended it."""
-        replay = list(self._replay)
-        if lazy and self._pending is None:
-            first = await self._audio_rx.receive()
-            if isinstance(first, Control):
-                if not replay:  # nothing since the last stream: nothing to flush
-                    self._end_of_audio(first)
-                    return first
-                self._pending = first
-            else:
-                self._note_forwarded(first)
-                replay.append(first)
-        targets = self._runtime.targets
-        target = targets.pick()
-        targets.opened(target)
-        try:
-            control = await self._run_stream(target, replay)
-        except ReserveError as exc:
-            if exc.retryable:  # Riva's fault, not the client's: let the next stream go elsewhere
-                targets.failed(target)
-            raise
-        finally:
-            targets.closed(target)
-        targets.succeeded(target)
-        return control
-
-    async def _run_stream(self, target: RivaTarget, replay: list[bytes]) -> Control:
-        runtime = self._runtime
-        settings = runtime.settings
-        stream = runtime.transport.open_stream(
-            target, self.config.to_riva(), on_results=self._publish, queue_chunks=settings.audio_queue_chunks
-        )
-        self.counters.riva_streams += 1
-        self._stream_start = self._replay.start
-        self._stream_start_s = self._seconds_at(self._stream_start)
-        error: ReserveError | None = None
-        stream_done = False
-        control: Control | None = None
-
-        async def run_stream() -> None:
-            nonlocal error, stream_done
-            try:
-                await stream.run()
-                stream_done = True
-            except ReserveError as exc:
-                error = exc
-                self._obs.riva_error(exc)
-            finally:
-                nursery.cancel_scope.cancel()
-
-        async def watch_stall() -> None:
-            nonlocal error
-            stall_s = settings.riva_stall_timeout_s
-            while not stream.input_closed:
-                await trio.sleep(stall_s / 4)
-                since = stream.unanswered_since
-                if since is not None and trio.current_time() - since > stall_s and not stream.input_closed:
-                    error = UpstreamTimeout(f"Riva answered nothing for {stall_s:g} s of audio")
-                    nursery.cancel_scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_stream)
-            nursery.start_soon(watch_stall)
-            for chunk in replay:
-                await stream.send(chunk)
-            control = self._pending or await self._forward(stream)
-            self._pending = control
-            stream.close_input()
-            self._end_of_audio(control)
-            nursery.cancel_scope.deadline = trio.current_time() + settings.finish_timeout_s
-        if error is not None:
-            raise error
-        if control is None:
-            raise _QuietEnd(answered=stream.responses > 0)
-        if not stream_done:
-            raise UpstreamTimeout(
-                f"Riva sent no final result within {settings.finish_timeout_s:g} s of the end of audio"
-            )
-        self._pending = None
-        self._replay.clear()  # every final for this audio is in
-        self._obs.flushed()
-        return control
-
-    async def _forward(self, stream: RivaStream) -> Control:
-        async for item in self._audio_rx:
-            if isinstance(item, Control):
-                return item
-            self._note_forwarded(item)
-            await stream.send(item)
-        raise AssertionError("the audio channel closes only after the session ends")
-
-    def _end_of_audio(self, control: Control) -> None:
-        self._obs.end_of_audio(control.value)
-        if control is Control.END and self.state is State.STREAMING:
-            self._transition(Trigger.END_OF_AUDIO)
-
-    def _note_forwarded(self, audio: bytes) -> None:
-        self._obs.forwarded()
-        self._replay.append(audio)
-        self.counters.replay_dropped_bytes = self._replay.dropped_bytes
-
-    def _seconds_at(self, offset: int) -> float:
-        rate = self.config.bytes_per_second
-        return offset / rate if rate else self._last_processed_s
-
     # -- publication (runs in trio, called soon after the worker thread hands results over)
     def _publish(self, results: list[Result]) -> None:
         if self.state.terminal:
             return
         self._riva_answered = True
-        log_size = getattr(self.log, "size_bytes", 0)
+        log_size = self.log.size_bytes
         rate = self.config.bytes_per_second
         for result in results:
             self._last_processed_s = self._stream_start_s + result.audio_processed_s
@@ -498,37 +388,17 @@ class Session:
             if self._runtime.settings.log_transcripts:  # a debugging switch; transcripts never go out at INFO
                 kind = "final" if result.is_final else "interim"
                 self._log.debug("session %s %s #%d: %s", self.id, kind, self._seq, result.text)
+        self.note_state()
 
     def _publish_event(self, name: str, data: dict[str, Any]) -> None:
         if not self.state.terminal:
             self.log.append(name, _encode(data))
+            self.note_state()
 
     def _transcript_data(self, result: Result) -> dict[str, Any]:
-        offset_s = self._stream_start_s
-        offset_ms = round(offset_s * 1000)
-        data: dict[str, Any] = {
-            "seq": self._seq,
-            "is_final": result.is_final,
-            "text": result.text,
-            "stability": round(result.stability, 4),
-            "confidence": round(result.confidence, 4),
-            "audio_processed": round(offset_s + result.audio_processed_s, 3),
-            "channel": result.channel,
-        }
-        if self.config.word_time_offsets:
-            data["words"] = [
-                {
-                    "word": w.word,
-                    "start_ms": w.start_ms + offset_ms,
-                    "end_ms": w.end_ms + offset_ms,
-                    "confidence": round(w.confidence, 4),
-                    **({"speaker": w.speaker} if w.speaker else {}),
-                }
-                for w in result.words
-            ]
-        if result.alternatives:
-            data["alternatives"] = list(result.alternatives)
-        return data
+        return transcript_data(
+            result, seq=self._seq, offset_s=self._stream_start_s, word_time_offsets=self.config.word_time_offsets
+        )
 
     def _transition(self, trigger: Trigger) -> None:
         self.state = next_state(self.state, trigger)
@@ -545,14 +415,7 @@ class Session:
             level = logging.INFO if error.http_status < 500 else logging.WARNING  # a client's mistake is no alarm
             self._log.log(level, "session %s failed: %s (%s)", self.id, error.code, error.message)
         self.log.append("end", _encode({"reason": reason}))
+        self.note_state()
         self.log.close()
         self._log.info("session %s %s (reason=%s)", self.id, self.state.value, reason)
         self._obs.ended(self.state.value, reason, error, self.counters.dropped_interims)
-
-
-class _QuietEnd(Exception):
-    """Riva ended a stream by itself before the audio ended (e.g. its idle timeout)."""
-
-    def __init__(self, *, answered: bool) -> None:
-        super().__init__("Riva ended the stream")
-        self.answered = answered

@@ -359,7 +359,8 @@ async def test_the_audio_socket_checks_the_origin(
     gateway: Gateway, client: httpx.AsyncClient, origin: str | None, allowed: bool
 ) -> None:
     session = await create(client, KEY_A)
-    headers = [] if origin is None else [("Origin", gateway.base_url if origin == "same" else origin)]
+    own_origin = gateway.ws_base.replace("ws://", "http://", 1)  # the host the socket goes to (shared mode: B)
+    headers = [] if origin is None else [("Origin", own_origin if origin == "same" else origin)]
     async with audio_socket(gateway, session, headers=headers) as ws:
         if allowed:
             await ws.send_message('{"type": "end"}')

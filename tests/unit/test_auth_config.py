@@ -150,17 +150,17 @@ def test_serve_sh_turns_auth_off_only_when_nothing_is_configured(
     assert "serve --config hypercorn.toml --bind 127.0.0.1:8000" in result.stderr  # reserve serve, one worker
 
 
-def test_a_spent_token_replayed_uses_up_nothing_and_a_refused_one_stays_good() -> None:
+async def test_a_spent_token_replayed_uses_up_nothing_and_a_refused_one_stays_good() -> None:
     guard = Guard(Settings(api_keys="one", sessions_per_minute_per_key=2))
     key = guard.api_key("one")
     first = guard.creator(guard.issue(key, "session:create", 60).token)
-    guard.admit(first)
+    await guard.admit(first)
     for _ in range(5):
         with pytest.raises(Forbidden, match="already used"):
-            guard.admit(first)
+            await guard.admit(first)
     assert guard.limits.created_in_window(key.key_id) == 1, "replays cost the key nothing"
-    guard.admit(key)
+    await guard.admit(key)
     second = guard.creator(guard.issue(key, "session:create", 60).token)
     with pytest.raises(RateLimited):
-        guard.admit(second)
+        await guard.admit(second)
     assert len(guard.used) == 1, "refused for the limit: the token was not spent"

@@ -65,6 +65,7 @@ async def test_memory_log_reads_after_a_cursor_and_wakes_waiters() -> None:
     assert woke.is_set()
     log.close()
     await log.wait_after(6)  # closed: returns at once
+    assert [e.id for e in await log.read(4)] == [5, 6]
     with pytest.raises(RuntimeError):
         log.append("late", b"{}")
 

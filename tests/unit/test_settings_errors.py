@@ -55,3 +55,12 @@ def test_cross_field_problems_are_explained() -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(riva_ssl_client_cert="/cert.pem")  # type: ignore[arg-type]
     assert "riva_ssl_client_cert and riva_ssl_client_key must be set together" in settings_error_message(caught.value)
+
+
+def test_a_bad_redis_url_is_named_without_echoing_its_password() -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(redis_url="http://user:hunter2-password@redis:6379")
+    message = settings_error_message(error.value)
+    assert "RESERVE_REDIS_URL: Value error, must start with redis://, rediss:// or unix://" in message
+    assert "hunter2" not in message
+    assert Settings(redis_url="rediss://user:pw@redis.example.com:6380/0").redis_url.startswith("rediss://")

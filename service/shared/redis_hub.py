@@ -1,0 +1,390 @@
+"""One process's link to Redis: the publisher, the follower, leases and the control inbox.
+
+- **Publisher.** Owned logs' appends go out together, one pipelined script call per session
+  every ``redis_flush_interval_s``: one round trip for everything this process published
+  since the last one. The script refuses a writer that does not hold the lease (fencing).
+  Redis down: the batch stays buffered (bounded) and is retried with backoff; a session whose
+  oldest unwritten event is older than ``redis_outage_deadline_s`` fails.
+- **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK`` on
+  a client of its own and fans events out to the local readers. A blocking command that is
+  cancelled, or whose connection Redis drops, never gives its pool slot back (coredis 6.9.0,
+  measured), so that client is this task's alone, its commands block at most
+  ``FOLLOW_BLOCK_MS`` and are shielded from cancellation, and after any failure the client is
+  thrown away and a new one made. Every other command is non-blocking.
+- **Leases.** The owner renews every owned lease in one pipeline, a third of the lease's life.
+- **Control inbox.** Other instances ask this one to cancel or move a session it owns by
+  pushing onto its list; it is polled without blocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import coredis
+import coredis.exceptions
+import trio
+
+from service.events import sse
+from service.events.log import Event
+from service.observability.metrics import Metrics
+from service.settings import Settings
+from service.shared import redis_scripts as scripts
+from service.shared.redis_log import RedisEventLog
+
+log = logging.getLogger("reserve.redis")
+
+FOLLOW_BLOCK_MS = 100
+CONTROL_POLL_S = 0.05
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 1.0
+MAX_BATCH_SESSIONS = 256  # script calls per pipeline
+REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+
+ControlHandler = Callable[[str, str], Awaitable[None]]  # (command, session id)
+FencedHandler = Callable[[str, str], None]  # (session id, why)
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer; the message says how."""
+
+
+def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> coredis.Redis[bytes]:
+    return coredis.Redis.from_url(
+        url,
+        stream_timeout=timeout_s,
+        connect_timeout=timeout_s,
+        pool_timeout=timeout_s,
+        max_connections=max_connections,
+        retry_policy=coredis.retry.NoRetryPolicy(),
+    )
+
+
+class RedisHub:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.instance = secrets.token_hex(8)  # this process, as a lease holder
+        self.client = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        self._append = self.client.register_script(scripts.APPEND)
+        self._renew = self.client.register_script(scripts.RENEW)
+        self._release = self.client.register_script(scripts.RELEASE)
+        self.admit_script = self.client.register_script(scripts.ADMIT)
+        self.logs: dict[str, RedisEventLog] = {}
+        self._publish_wake = trio.Event()
+        self._follow_wake = trio.Event()
+        self.on_control: ControlHandler | None = None
+        self.on_fenced: FencedHandler | None = None
+        self.on_outage: FencedHandler | None = None
+        self.error: str | None = None  # the last failure, until a round trip succeeds again
+        self._whole_record: set[str] = set()
+
+    # -- lifetime ---------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self.client, trio.open_nursery() as nursery:
+            try:
+                await self.call("PING", self.client.ping())
+            except RedisUnavailable as exc:
+                log.error("Redis at %s does not answer: %s", _safe(self.settings.redis_url), exc)
+            nursery.start_soon(self._publisher)
+            nursery.start_soon(self._follower)
+            nursery.start_soon(self._renewer)
+            nursery.start_soon(self._inbox)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def call(self, what: str, request: Awaitable[Any]) -> Any:
+        """One round trip with a deadline; Redis failures become ``RedisUnavailable``."""
+        with self.translated(what):  # coredis's own timeouts bound it (cancelling could leak a pool slot)
+            result = await request
+        self.metrics.redis_round_trip(what)
+        self.error = None
+        return result
+
+    @contextlib.contextmanager
+    def translated(self, what: str) -> Iterator[None]:
+        """Redis's failures, bare or in a group (coredis's pool raises some from a task group),
+        become one ``RedisUnavailable``; anything else passes through."""
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            self._failed(what, exc)
+            raise RedisUnavailable(self.error or str(exc)) from exc
+        except BaseExceptionGroup as group:
+            redis_part, rest = group.split(REDIS_ERRORS)
+            if redis_part is None or rest is not None:
+                raise
+            first = redis_part.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            self._failed(what, first)
+            raise RedisUnavailable(self.error or str(first)) from group
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        message = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+        if self.error is None:
+            log.warning("Redis round trip failed (%s)", message)
+        self.error = message
+        self.metrics.redis_error(what)
+
+    # -- logs ---------------------------------------------------------------------------
+    def log_for(self, session_id: str) -> RedisEventLog:
+        event_log = self.logs.get(session_id)
+        if event_log is None:
+            event_log = RedisEventLog(session_id, self, window_bytes=self.settings.max_log_bytes)
+            self.logs[session_id] = event_log
+        return event_log
+
+    def forget_log(self, session_id: str) -> None:
+        event_log = self.logs.get(session_id)
+        if event_log is not None and not event_log.owned and event_log.readers == 0:
+            del self.logs[session_id]
+
+    def force_whole_record(self, session_id: str) -> None:
+        """The next write of this session's record carries every field (a new record)."""
+        self._whole_record.add(session_id)
+
+    def wake_publisher(self) -> None:
+        self._publish_wake.set()
+
+    def wake_follower(self) -> None:
+        self._follow_wake.set()
+
+    async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]:
+        entries = await self.call(
+            "XRANGE", self.client.xrange(scripts.log_key(session_id), f"(0-{after_id}", "+", count=limit)
+        )
+        return [_event(entry) for entry in entries]
+
+    # -- the publisher -------------------------------------------------------------------
+    async def _publisher(self) -> None:
+        interval = self.settings.redis_flush_interval_s
+        backoff = 0.0
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake = trio.Event()
+            await trio.sleep(backoff or interval)  # let a batch gather
+            dirty = [event_log for event_log in self.logs.values() if event_log.dirty]
+            if not dirty:
+                continue
+            try:
+                for start in range(0, len(dirty), MAX_BATCH_SESSIONS):
+                    await self._publish(dirty[start : start + MAX_BATCH_SESSIONS])
+                backoff = 0.0
+            except RedisUnavailable:
+                backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
+                self._check_outage(dirty)
+                self._publish_wake.set()  # try again after the backoff
+
+    async def _publish(self, dirty: list[RedisEventLog]) -> None:
+        settings = self.settings
+        ttl_s = str(math.ceil(self._live_ttl_s()))
+        lease_ms = str(int(settings.redis_lease_s * 1000))
+        maxlen = str(settings.redis_max_events_per_session)
+        batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]] = []
+        with self.translated("append"):
+            await self._send_batches(dirty, batches, [maxlen, ttl_s, lease_ms])
+        for event_log, events, fields, request in batches:
+            with self.translated("append"):
+                reply = await request
+            self.metrics.redis_round_trip("append")
+            self.error = None
+            status = reply[0].decode()
+            sid = event_log.session_id
+            if status == "OK":
+                self._whole_record.discard(sid)
+                event_log.committed(events, fields)
+            elif status == "MISSING":  # Redis lost the record (restarted without persistence)
+                log.warning("session %s: Redis lost its record; writing it again", sid)
+                self._whole_record.add(sid)
+                self._publish_wake.set()
+            else:  # FENCED or CONFLICT: another instance owns the session now
+                log.warning("session %s: Redis refused our append (%s); another instance owns it", sid, status)
+                event_log.disown()
+                if self.on_fenced is not None:
+                    self.on_fenced(sid, status.lower())
+
+    async def _send_batches(
+        self,
+        dirty: list[RedisEventLog],
+        batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]],
+        limits: list[str],
+    ) -> None:
+        maxlen, ttl_s, lease_ms = limits
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event_log in dirty:
+                whole = event_log.session_id in self._whole_record
+                first, events, fields = event_log.take_batch(whole_record=whole)
+                args: list[str | bytes] = [self.instance, str(first), maxlen, ttl_s, lease_ms, str(len(fields))]
+                for name, value in fields.items():
+                    args += [name, value]
+                for event in events:
+                    args += [event.name, _data_of(event)]
+                sid = event_log.session_id
+                keys = [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
+                batches.append((event_log, events, fields, self._append(keys=keys, args=args, client=pipe)))
+                self.metrics.redis_batch(len(events))
+
+    def _check_outage(self, dirty: list[RedisEventLog]) -> None:
+        deadline = self.settings.redis_outage_deadline_s
+        now = trio.current_time()
+        for event_log in dirty:
+            since = event_log.pending_since
+            if since is not None and now - since > deadline and self.on_outage is not None:
+                self.on_outage(event_log.session_id, self.error or "Redis unavailable")
+
+    def _live_ttl_s(self) -> float:
+        settings = self.settings
+        return max(
+            settings.idle_session_timeout_s + settings.audio_reconnect_grace_s + settings.session_retention_s,
+            settings.redis_lease_s * 3,
+        )
+
+    # -- the follower --------------------------------------------------------------------
+    async def _follower(self) -> None:
+        backoff = 0.0
+        while True:
+            timeout_s = self.settings.redis_timeout_s + FOLLOW_BLOCK_MS / 1000
+            async with connect(self.settings.redis_url, timeout_s=timeout_s, max_connections=1) as client:
+                failed = await self._follow(client)
+            backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2)) if failed else 0.0
+            await trio.sleep(backoff)
+
+    async def _follow(self, client: coredis.Redis[bytes]) -> bool:
+        """Follow with ``client`` until it fails (True: then it is replaced)."""
+        while True:
+            followed = {
+                scripts.log_key(sid): f"0-{event_log.last_id}"
+                for sid, event_log in self.logs.items()
+                if not event_log.owned and not event_log.closed and event_log.waiters
+            }
+            if not followed:
+                await self._follow_wake.wait()
+                self._follow_wake = trio.Event()
+                continue
+            self._follow_wake = trio.Event()
+            try:
+                # never cancelled (see the module's docstring); its own deadline is the block
+                with trio.CancelScope(shield=True):
+                    reply = await client.xread(followed, count=500, block=FOLLOW_BLOCK_MS)
+                self.metrics.redis_round_trip("XREAD")
+            except REDIS_ERRORS as exc:
+                self._failed("XREAD", exc)
+                return True
+            for key, entries in (reply or {}).items():
+                sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
+                event_log = self.logs.get(sid)
+                if event_log is not None and not event_log.owned:
+                    event_log.deliver([_event(entry) for entry in entries])
+            await trio.lowlevel.checkpoint()
+
+    # -- leases ----------------------------------------------------------------------------
+    async def take_lease(self, session_id: str) -> bool:
+        lease_ms = int(self.settings.redis_lease_s * 1000)
+        key = scripts.lease_key(session_id)
+        taken = await self.call("SET", self.client.set(key, self.instance, condition=coredis.PureToken.NX, px=lease_ms))
+        return bool(taken)
+
+    async def lease_holder(self, session_id: str) -> str | None:
+        holder = await self.call("GET", self.client.get(scripts.lease_key(session_id)))
+        return holder.decode() if holder else None
+
+    async def release_lease(self, session_id: str) -> None:
+        await self.call("release", self._release(keys=[scripts.lease_key(session_id)], args=[self.instance]))
+
+    async def _renewer(self) -> None:
+        settings = self.settings
+        while True:
+            await trio.sleep(settings.redis_lease_s / 3)
+            owned = [sid for sid, event_log in self.logs.items() if event_log.owned]
+            if not owned:
+                continue
+            lease_ms, ttl_s = str(int(settings.redis_lease_s * 1000)), str(math.ceil(self._live_ttl_s()))
+            lapse_ms = str(now_ms() + int(settings.redis_lease_s * 3000))
+            try:
+                with self.translated("renew"):
+                    await self._renew_all(owned, lease_ms, ttl_s, lapse_ms)
+            except RedisUnavailable:
+                pass
+
+    async def _renew_all(self, owned: list[str], lease_ms: str, ttl_s: str, lapse_ms: str) -> None:
+        """One pipeline: every owned lease, its session's keys' lifetimes, its key's live ticket."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            requests: list[tuple[str, Any]] = []
+            for sid in owned:
+                event_log = self.logs[sid]
+                keys = [
+                    scripts.lease_key(sid),
+                    scripts.log_key(sid),
+                    scripts.record_key(sid),
+                    f"rsv:k:{event_log.key_id}:live",
+                ]
+                args = [self.instance, lease_ms, ttl_s, event_log.ticket, lapse_ms]
+                requests.append((sid, self._renew(keys=keys, args=args, client=pipe)))
+        for sid, request in requests:
+            if not await request and sid in self.logs:
+                self.logs[sid].disown()
+                if self.on_fenced is not None:
+                    self.on_fenced(sid, "lease lost")
+        self.metrics.redis_round_trip("renew")
+        self.error = None
+
+    # -- records -------------------------------------------------------------------------------
+    async def record(self, session_id: str) -> dict[str, str] | None:
+        raw = await self.call("HGETALL", self.client.hgetall(scripts.record_key(session_id)))
+        if not raw:
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # -- control -------------------------------------------------------------------------------
+    async def ask(self, holder: str, command: str, session_id: str) -> None:
+        """Ask the instance ``holder`` to ``cancel`` or ``move`` a session it owns."""
+        key = scripts.control_key(holder)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pushed = pipe.rpush(key, [f"{command} {session_id}"])
+            pipe.expire(key, 60)
+        await self.call("RPUSH", pushed)
+
+    async def _inbox(self) -> None:
+        key = scripts.control_key(self.instance)
+        while True:
+            await trio.sleep(CONTROL_POLL_S)
+            try:
+                messages = await self.call("LPOP", self.client.lpop(key, 64))
+            except RedisUnavailable:
+                await trio.sleep(BACKOFF_MAX_S)
+                continue
+            for message in messages or ():
+                command, _, session_id = message.decode().partition(" ")
+                if self.on_control is not None:
+                    await self.on_control(command, session_id)
+
+
+def _event(entry: Any) -> Event:
+    event_id = int(entry.identifier.split(b"-", 1)[1])
+    fields = entry.field_values
+    name = fields[b"n"].decode()
+    return Event(event_id, name, sse.frame(event_id, name, fields[b"d"]))
+
+
+def _data_of(event: Event) -> bytes:
+    """The JSON of an event, from its SSE frame (``id: N\\nevent: X\\ndata: <json>\\n\\n``)."""
+    start = event.frame.index(b"\ndata: ") + 7
+    return event.frame[start:-2]
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,209 @@
+"""A session's event log on a Redis stream, as one process sees it.
+
+The owner's appends wait in a bounded local buffer until the process's publisher writes
+them, a batch every few milliseconds, through a script that refuses writers not holding
+the session's lease; only then do readers see them, here or on any other instance. Where
+this process does not own the session, the process's one follower task fills the log from
+the stream for the local readers. Older events than the local window are read from Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from service.events import sse
+from service.events.log import EVENT_OVERHEAD_BYTES, Event, HistoryLost
+
+Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
+
+
+class Hub(Protocol):
+    def wake_publisher(self) -> None: ...
+
+    def wake_follower(self) -> None: ...
+
+    async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]: ...
+
+
+class RedisEventLog:
+    """Ids are contiguous: ``_window[i].id == _base + i + 1``."""
+
+    def __init__(self, session_id: str, hub: Hub, *, window_bytes: int) -> None:
+        self.session_id = session_id
+        self._hub = hub
+        self._window: list[Event] = []
+        self._window_bytes = 0
+        self._max_window_bytes = window_bytes
+        self._base = 0  # id before the first held in the window
+        self._committed = 0  # the last id safe in Redis (what readers may see)
+        self._pending: list[Event] = []  # owner: appended, not yet in Redis
+        self._pending_bytes = 0
+        self._state: Callable[[], dict[str, str]] | None = None  # owner: the record changed since the last write
+        self._taken_state: Callable[[], dict[str, str]] | None = None  # what the publisher is writing now
+        self._static: dict[str, str] = {}  # the record's fields that never change
+        self._close_requested = False
+        self._closed = False
+        self._changed = trio.Event()
+        self.owned = False
+        self.readers = 0  # event streams following it in this process
+        self.waiters = 0
+        self.pending_since: float | None = None  # when the oldest unwritten append was made
+
+    @property
+    def key_id(self) -> str:
+        return self._static.get("key_id", "")
+
+    @property
+    def ticket(self) -> str:
+        return self._static.get("ticket", "")
+
+    # -- what readers see ---------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def last_id(self) -> int:
+        return self._committed
+
+    @property
+    def size_bytes(self) -> int:
+        return self._pending_bytes
+
+    async def read(self, last_id: int, limit: int = 1000) -> list[Event]:
+        if last_id >= self._committed:
+            return []
+        if last_id >= self._base:
+            start = last_id - self._base
+            return self._window[start : start + limit]
+        events = await self._hub.fetch(self.session_id, last_id, min(limit, max(1, self._base - last_id)))
+        if not events or events[0].id != last_id + 1:
+            raise HistoryLost(last_id + 1, events[0].id if events else self._base + 1)
+        return events
+
+    async def wait_after(self, last_id: int) -> None:
+        self.waiters += 1
+        if not self.owned:
+            self._hub.wake_follower()
+        try:
+            while self._committed <= last_id and not self._closed:
+                await self._changed.wait()
+        finally:
+            self.waiters -= 1
+
+    # -- the owner's side ------------------------------------------------------------
+    def own(self, last_id: int, static: dict[str, str]) -> None:
+        """This process now owns the session; its next event is ``last_id + 1``."""
+        if last_id != self._committed:
+            self._reset(last_id)
+        self.owned = True
+        self._static = static
+
+    def disown(self) -> None:
+        """Another process owns it now: what was not written is not ours to write."""
+        self.owned = False
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.pending_since = None
+        self._state = None
+        self._close_requested = self._closed
+        self._hub.wake_follower()
+        self._wake()
+
+    def append(self, name: str, data: bytes) -> Event:
+        if self._close_requested or not self.owned:
+            raise RuntimeError("event log is closed")
+        event_id = self._committed + len(self._pending) + 1
+        event = Event(event_id, name, sse.frame(event_id, name, data))
+        self._pending.append(event)
+        self._pending_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
+        if self.pending_since is None:
+            self.pending_since = trio.current_time()
+        self._hub.wake_publisher()
+        return event
+
+    def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
+        if self.owned:
+            self._state = snapshot
+            if self.pending_since is None:
+                self.pending_since = trio.current_time()
+            self._hub.wake_publisher()
+
+    def close(self) -> None:
+        self._close_requested = True
+        if not self._pending:
+            self._closed = True
+            self._wake()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Whether everything appended (and the record) got to Redis within ``timeout_s``."""
+        self._hub.wake_publisher()
+        with trio.move_on_after(timeout_s):
+            while self.dirty:
+                await self._changed.wait()
+            return True
+        return False
+
+    @property
+    def dirty(self) -> bool:
+        return self.owned and (bool(self._pending) or self._state is not None)
+
+    def take_batch(self, *, whole_record: bool) -> tuple[int, list[Event], dict[str, str]]:
+        """What the publisher writes next: the first id, the events, the record's fields."""
+        self._taken_state = self._state
+        fields = self._state() if self._state is not None else {}
+        if whole_record:
+            fields = {**self._static, **fields}
+        return self._committed + 1, list(self._pending), fields
+
+    def committed(self, events: list[Event], fields: dict[str, str]) -> None:
+        """The publisher wrote ``events`` (the oldest pending ones) and ``fields``."""
+        del self._pending[: len(events)]
+        self._pending_bytes = sum(len(e.frame) + EVENT_OVERHEAD_BYTES for e in self._pending)
+        if self._state is self._taken_state:  # nothing newer was noted meanwhile
+            self._state = None
+        self.pending_since = trio.current_time() if self._pending or self._state else None
+        self._extend(events)
+        if self._close_requested and not self._pending:
+            self._closed = True
+        self._wake()
+
+    def refused(self) -> None:
+        """The publisher cannot write (fenced): wake whoever waits for the writes."""
+        self._wake()
+
+    # -- the follower's side ---------------------------------------------------------------
+    def deliver(self, events: list[Event]) -> None:
+        """Events read from the stream (ids after ``last_id``); an ``end`` closes the log."""
+        fresh = [e for e in events if e.id > self._committed]
+        if not fresh:
+            return
+        if fresh[0].id != self._committed + 1:
+            self._reset(fresh[0].id - 1)  # a gap: older reads fall through to Redis and report it
+        self._extend(fresh)
+        if fresh[-1].name == "end":
+            self._closed = True
+        self._wake()
+
+    def _extend(self, events: list[Event]) -> None:
+        for event in events:
+            self._window.append(event)
+            self._window_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
+        if events:
+            self._committed = events[-1].id
+        while self._window_bytes > self._max_window_bytes and len(self._window) > 1:
+            dropped = self._window.pop(0)
+            self._window_bytes -= len(dropped.frame) + EVENT_OVERHEAD_BYTES
+            self._base += 1
+
+    def _reset(self, last_id: int) -> None:
+        self._window.clear()
+        self._window_bytes = 0
+        self._base = self._committed = last_id
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()

@@ -1,0 +1,197 @@
+"""Shared state on a real Redis: two gateways beside one fake_riva, any of them serves any request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import trio
+
+from fake_riva import FakeRiva
+from service.settings import Settings
+from tests.e2e.test_reliability import CHUNK, assert_exact_transcript, content_config, speech_audio, stream
+from tests.harness import (
+    EventCollector,
+    Gateway,
+    RedisServer,
+    audio_socket,
+    close_reason,
+    poll_until,
+    read_events,
+    running_gateway,
+    running_redis,
+)
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def shared_settings(fake_riva: FakeRiva, redis: RedisServer, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "riva_uri": fake_riva.target,
+        "redis_url": redis.url,
+        "redis_lease_s": 1.0,
+        "audio_reconnect_grace_s": 5,
+        "finish_timeout_s": 5,
+        "sse_heartbeat_s": 0.5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+async def pair(fake_riva: FakeRiva, redis: RedisServer) -> AsyncIterator[tuple[Gateway, Gateway]]:
+    settings = shared_settings(fake_riva, redis)
+    async with running_gateway(settings) as a, running_gateway(settings) as b:
+        yield a, b
+
+
+async def test_created_on_one_streamed_on_another_read_and_resumed_on_both(pair: tuple[Gateway, Gateway]) -> None:
+    a, b = pair
+    session = await a.create_session(**content_config())
+    on_a, on_b = EventCollector(), EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, a, session, on_a)
+        await nursery.start(read_events, b, session, on_b)
+        async with audio_socket(b, session) as ws:
+            await stream(ws, speech_audio())
+            code, _, frames = await close_reason(ws)
+            assert code == 1000, frames
+    assert_exact_transcript(on_a)
+    assert [(e.id, e.event, e.data) for e in on_b.events] == [(e.id, e.event, e.data) for e in on_a.events]
+    for gateway in (a, b):  # the tail after any id, on either instance
+        tail = EventCollector()
+        await read_events(gateway, session, tail, last_event_id=3)
+        assert [e.id for e in tail.events] == [e.id for e in on_a.events[3:]]
+        described = (await gateway.http.get(session_url(session), headers=bearer(session))).json()
+        assert described["state"] == "finished"
+        assert described["final_transcript"] == "one two three four five six"
+        assert described["last_event_id"] == on_a.events[-1].id
+
+
+def session_url(session: dict[str, Any]) -> str:
+    return f"/v1/sessions/{session['id']}"
+
+
+def bearer(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['token']}"}
+
+
+async def test_delete_on_an_instance_that_does_not_own_the_session(pair: tuple[Gateway, Gateway]) -> None:
+    a, b = pair
+    session = await a.create_session(**content_config())
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, a, session, events)
+        async with audio_socket(b, session) as ws:
+            await stream(ws, speech_audio()[: 4 * CHUNK], end=False)
+            response = await a.http.delete(session_url(session), headers=bearer(session))
+            assert response.status_code == 200, response.text
+            assert response.json()["state"] == "cancelled"
+            code, _, _ = await close_reason(ws)
+            assert code == 1000
+    assert events.events[-1].data == {"reason": "cancelled"}
+    wrong = await b.http.get(session_url(session), headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 403
+    assert (await b.http.get("/v1/sessions/nonexistent", headers=bearer(session))).status_code == 404
+
+
+async def test_a_move_between_live_instances_loses_and_repeats_nothing(pair: tuple[Gateway, Gateway]) -> None:
+    a, b = pair
+    session = await a.create_session(**content_config())
+    events = EventCollector()
+    audio = speech_audio()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, a, session, events)
+        async with audio_socket(a, session) as ws:
+            await stream(ws, audio[: 8 * CHUNK], end=False)
+            await ws.aclose(4000, "network blip")  # the client comes back at B
+        async with audio_socket(b, session) as ws:
+            resumed = await ws.get_message()
+            assert isinstance(resumed, str) and '"type":"resumed"' in resumed
+            assert '"audio_bytes_received":25600' in resumed  # A flushed what it heard before letting go
+            await stream(ws, audio[8 * CHUNK :])
+            assert (await close_reason(ws))[0] == 1000
+    assert_exact_transcript(events)
+    metrics = (await b.http.get("/metrics")).text
+    assert 'reserve_sessions_moved_total{kind="move"} 1.0' in metrics
+    assert 'reserve_redis_round_trips_total{op="append"}' in metrics
+    assert "reserve_redis_batch_events_count" in metrics
+
+
+async def test_tokens_minted_anywhere_work_everywhere_and_single_use_holds_across_instances(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    a, b = pair
+    minted = await a.http.post("/v1/tokens", json={"scope": "session:create"})
+    assert minted.status_code == 201, minted.text
+    create_token = {"Authorization": f"Bearer {minted.json()['token']}"}
+    created = await b.http.post("/v1/sessions", json={}, headers=create_token)
+    assert created.status_code == 201, created.text
+    again = await a.http.post("/v1/sessions", json={}, headers=create_token)
+    assert again.status_code == 403 and "already used" in again.json()["error"]["message"]
+    session = created.json()
+    scoped = await a.http.post("/v1/tokens", json={"scope": f"session:{session['id']}"})  # B created it, A mints
+    assert scoped.status_code == 201, scoped.text
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        browser = {**session, "token": scoped.json()["token"]}
+        await nursery.start(read_events, b, browser, events)
+        async with audio_socket(a, session, token=scoped.json()["token"]) as ws:
+            await ws.send_message('{"type": "end"}')
+            assert (await close_reason(ws))[0] == 1000
+    assert events.events[-1].data == {"reason": "finished"}
+
+
+async def test_per_key_limits_are_counted_across_instances(fake_riva: FakeRiva, redis: RedisServer) -> None:
+    settings = shared_settings(fake_riva, redis, max_sessions_per_key=1, sessions_per_minute_per_key=3)
+    async with running_gateway(settings) as a, running_gateway(settings) as b:
+        first = await a.create_session()
+        refused = await b.http.post("/v1/sessions", json={})
+        assert refused.status_code == 429 and "1 live sessions" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) > 0
+        assert (await b.http.delete(session_url(first), headers=bearer(first))).status_code == 200
+        second = await b.create_session()  # the place the first held is free on every instance
+        assert (await a.http.delete(session_url(second), headers=bearer(second))).status_code == 200
+        await a.create_session()
+        over = await b.http.post("/v1/sessions", json={})
+        assert over.status_code == 429, over.text  # live limit or the third creation this minute
+
+
+async def test_readiness_says_when_redis_cannot_be_reached(fake_riva: FakeRiva, redis: RedisServer) -> None:
+    closed = RedisServer(redis.directory)  # a free port nobody listens on
+    settings = shared_settings(fake_riva, redis, redis_url=closed.url, redis_timeout_s=0.5)
+    async with running_gateway(settings) as gateway:
+
+        async def not_ready() -> bool:
+            response = await gateway.http.get("/readyz")
+            return response.status_code == 503 and response.json()["code"] == "redis_unavailable"
+
+        await poll_until(not_ready)
+        refused = await gateway.http.post("/v1/sessions", json={})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] in ("overloaded", "state_unavailable")
+        assert "Redis" in refused.json()["error"]["message"]
+
+
+async def test_readers_that_come_and_go_never_wear_out_the_follower(pair: tuple[Gateway, Gateway]) -> None:
+    """Each process follows Redis with one never-cancelled blocking read (a cancelled one would
+    keep a coredis pool slot for good: eight and a pool of eight blocks forever)."""
+    a, b = pair
+    session = await a.create_session(**content_config())
+    audio = speech_audio()
+    async with audio_socket(a, session) as ws:
+        for start in range(0, 12):  # twelve readers on B, each dropped while it waits for more
+            await stream(ws, audio[start * CHUNK : (start + 1) * CHUNK], end=False)
+            with trio.move_on_after(0.05):
+                await read_events(b, session, EventCollector())
+        events = EventCollector()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(read_events, b, session, events)
+            await stream(ws, audio[12 * CHUNK :])
+            assert (await close_reason(ws))[0] == 1000
+    assert_exact_transcript(events)

@@ -1,0 +1,99 @@
+"""The Redis event log's local side, with a stand-in for the process's hub (no Redis here:
+the e2e tests run it against a real one)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from service.events import sse
+from service.events.log import Event, HistoryLost
+from service.shared.redis_log import RedisEventLog
+
+
+class StoredStream:
+    """What Redis would hold for the session: ``fetch`` answers like XRANGE."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.publisher_wakes = 0
+
+    def wake_publisher(self) -> None:
+        self.publisher_wakes += 1
+
+    def wake_follower(self) -> None:
+        pass
+
+    async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]:
+        return [e for e in self.events if e.id > after_id][:limit]
+
+
+def event(event_id: int, name: str = "transcript") -> Event:
+    return Event(event_id, name, sse.frame(event_id, name, b'{"n":%d}' % event_id))
+
+
+async def test_the_owners_appends_are_seen_only_once_written() -> None:
+    stored = StoredStream()
+    log = RedisEventLog("s", stored, window_bytes=1 << 20)
+    log.own(0, {"token_hash": "x"})
+    log.append("transcript", b"{}")
+    log.append("transcript", b"{}")
+    assert stored.publisher_wakes == 2 and log.dirty
+    assert await log.read(0) == [] and log.last_id == 0, "not in Redis yet: nobody sees it"
+    first, events, fields = log.take_batch(whole_record=True)
+    assert first == 1 and [e.id for e in events] == [1, 2] and fields == {"token_hash": "x"}
+    log.append("end", b"{}")
+    log.close()
+    assert not log.closed, "closed only once the end is written"
+    log.committed(events, fields)
+    assert [e.id for e in await log.read(0)] == [1, 2] and not log.closed
+    first, events, fields = log.take_batch(whole_record=False)
+    assert first == 3
+    log.committed(events, fields)
+    assert log.closed and not log.dirty and log.size_bytes == 0
+
+
+async def test_a_follower_reports_history_it_cannot_serve_instead_of_skipping_it() -> None:
+    stored = StoredStream()
+    stored.events = [event(i) for i in range(5, 9)]  # 1-4 were trimmed (or lost with Redis)
+    log = RedisEventLog("s", stored, window_bytes=1 << 20)
+    log.deliver(stored.events)
+    assert [e.id for e in await log.read(6)] == [7, 8]
+    with pytest.raises(HistoryLost) as lost:
+        await log.read(0)
+    assert (lost.value.missing_from, lost.value.resumes_at) == (1, 5)
+    log.deliver([event(9), event(10, "end")])
+    assert log.closed and log.last_id == 10
+
+
+async def test_the_local_window_is_bounded_and_older_events_come_from_redis() -> None:
+    stored = StoredStream()
+    stored.events = [event(i) for i in range(1, 201)]
+    log = RedisEventLog("s", stored, window_bytes=2000)
+    log.deliver(stored.events)
+    assert len(log._window) < 200, "the window keeps only the newest events"
+    assert [e.id for e in await log.read(0, limit=3)] == [1, 2, 3]  # fetched, not cached
+    assert [e.id for e in await log.read(199)] == [200]
+
+
+async def test_waiters_wake_on_delivery_and_a_disowned_log_drops_what_it_could_not_write() -> None:
+    stored = StoredStream()
+    log = RedisEventLog("s", stored, window_bytes=1 << 20)
+    woke = trio.Event()
+
+    async def wait() -> None:
+        await log.wait_after(0)
+        woke.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.sleep(0.01)
+        assert log.waiters == 1 and not woke.is_set()
+        log.deliver([event(1)])
+    assert woke.is_set()
+    log.own(1, {})
+    log.append("transcript", b"{}")
+    log.disown()  # fenced: another instance owns it now
+    assert not log.dirty and log.size_bytes == 0
+    with pytest.raises(RuntimeError):
+        log.append("transcript", b"{}")
