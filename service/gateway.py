@@ -116,6 +116,8 @@ class Gateway:
                 await self.registry.drain(grace_s=0, finish_s=0)
         else:
             await self.registry.drain(grace_s=settings.shutdown_grace_s, finish_s=settings.finish_timeout_s)
+        # sessions handed over (shared mode) go on elsewhere: their readers here reconnect there
+        self.registry.readers.stop()
         await trio.sleep(0.2)  # let event streams flush their last bytes
         log.info("sessions drained; stopping the server")
 

@@ -12,6 +12,7 @@ from quart import Blueprint, Response, request
 from service.api.common import authorized_session, registry
 from service.events import sse
 from service.events.log import EventLog, HistoryLost
+from service.events.readers import Readers
 from service.sessions.record import RemoteSession
 from service.sessions.session import Session
 
@@ -26,13 +27,17 @@ SSE_HEADERS = {
 
 
 async def follow(
-    session: Session | RemoteSession, after_id: int, heartbeat_s: float, done: Callable[[str], None]
+    session: Session | RemoteSession,
+    after_id: int,
+    heartbeat_s: float,
+    done: Callable[[str], None],
+    readers: Readers,
 ) -> AsyncIterator[bytes]:
     """Every event after ``after_id``, then return once the log is closed and drained; ``done``
     is told when the reader goes (the body runs outside the app's context)."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
-        async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s)) as chunks:
+        async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s, readers)) as chunks:
             async for chunk in chunks:
                 yield chunk
     finally:
@@ -40,7 +45,7 @@ async def follow(
         done(session.id)
 
 
-async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> AsyncGenerator[bytes]:
+async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float, readers: Readers) -> AsyncGenerator[bytes]:
     yield sse.preamble()
     cursor = after_id
     while True:
@@ -54,11 +59,11 @@ async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float) -> Asy
             cursor = batch[-1].id
             yield b"".join(event.frame for event in batch)
             continue
-        if event_log.closed:
+        if event_log.closed or readers.stopping:  # stopping: what the log held is sent
             return
-        with trio.move_on_after(heartbeat_s) as idle:
+        with trio.move_on_after(heartbeat_s) as idle, readers.waiting(idle):
             await event_log.wait_after(cursor)
-        if idle.cancelled_caught:
+        if idle.cancelled_caught and not readers.stopping:
             yield sse.HEARTBEAT
 
 
@@ -68,7 +73,7 @@ async def events(session_id: str) -> Response:
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
     heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()
-    body = follow(session, after_id, heartbeat_s, registry().reader_done)
+    body = follow(session, after_id, heartbeat_s, registry().reader_done, registry().readers)
     response = Response(body, status=200, headers=SSE_HEADERS)
     response.timeout = None  # an event stream lasts as long as the session
     return response

@@ -18,6 +18,7 @@ from service.errors import (
     ShuttingDown,
     StateUnavailable,
 )
+from service.events.readers import Readers
 from service.sessions.config import RecognitionSettings
 from service.sessions.handover import Handover, OnEnd
 from service.sessions.record import RemoteSession, static_fields
@@ -36,6 +37,7 @@ class Registry(Handover):
 
     def __init__(self, runtime: Runtime, nursery: trio.Nursery) -> None:
         self.runtime = runtime
+        self.readers = Readers()  # the event streams served here, ended once this process stops
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
         self._live = 0

@@ -40,6 +40,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         modes = (*TRANSPORTS, SHARED_MODE)
     else:
         modes = TRANSPORTS
+    if (only := metafunc.definition.get_closest_marker("modes")) is not None:
+        modes = tuple(only.args)  # a test about one transport's own behaviour
     metafunc.parametrize("riva_transport", modes, indirect=True)
 
 

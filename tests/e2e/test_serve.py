@@ -11,13 +11,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import trio
 
-from tests.harness import SERVE, poll_until, served, wait_until
+from service.settings import Settings
+from tests.harness import SERVE, EventCollector, Gateway, poll_until, read_events, served, wait_until
 from tests.redis_server import RedisServer, redis_server
 from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
+
+pytestmark = pytest.mark.modes("aio")  # processes and signals: the Riva transport is beside the point
 
 __all__ = ["redis_server"]  # a fixture, used by name
 
@@ -127,13 +131,25 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
                 await nursery.start(hold_live_session, server, session, results)
             server.process.send_signal(signal.SIGTERM)  # both sessions hold audio without a final yet
         for _, session in sessions:
-            assert_drained(results[session["id"]])
+            assert_drained(results[session["id"]], shared=True)
         assert await server.wait_exit() == 0
         assert not alive(family), "no process left behind"
         log = server.log
         assert "SIGTERM: draining 2 workers" in log
         assert log.count("SIGTERM: draining sessions") == 2, "the drain went to each worker"
         assert log.count("stopped: exited with status 0") == 2
+
+    # every worker gone: what they flushed is in Redis, for a reader resuming anywhere
+    with served(SERVE, tmp_path / "after.log", **env) as after:
+        await after.wait_healthy()
+        async with httpx.AsyncClient(base_url=after.base_url, timeout=10) as http:
+            gateway = Gateway(after.base_url, Settings(), http, app=None)  # type: ignore[arg-type]
+            for _, session in sessions:
+                _, _, seen = results[session["id"]]
+                rest = EventCollector()
+                with trio.fail_after(10):
+                    await read_events(gateway, session, rest, last_event_id=seen.events[-1].id, stop_after=1)
+                assert rest.finals == ["before the"], "finalized before the hand-over, not thrown away"
 
 
 async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(

@@ -20,7 +20,6 @@ import trio
 from fake_riva import FakeRiva
 from tests.e2e.test_reliability import CHUNK, assert_exact_transcript, content_config, speech_audio, stream
 from tests.e2e.test_shared_state import shared_settings
-from tests.e2e.test_shutdown import free_port
 from tests.harness import (
     TEST_API_KEY,
     EventCollector,
@@ -28,6 +27,7 @@ from tests.harness import (
     RedisServer,
     audio_socket,
     close_reason,
+    free_port,
     poll_until,
     read_events,
     running_gateway,

@@ -61,6 +61,6 @@ def test_a_bad_redis_url_is_named_without_echoing_its_password() -> None:
     with pytest.raises(ValidationError) as error:
         Settings(redis_url="http://user:hunter2-password@redis:6379")
     message = settings_error_message(error.value)
-    assert "RESERVE_REDIS_URL: Value error, must start with redis://, rediss:// or unix://" in message
+    assert "Reserve cannot start: RESERVE_REDIS_URL: must start with redis://, rediss:// or unix://" in message
     assert "hunter2" not in message
     assert Settings(redis_url="rediss://user:pw@redis.example.com:6380/0").redis_url.startswith("rediss://")
