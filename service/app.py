@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
+import trio
 from pydantic import ValidationError
 from quart import Response, jsonify
 from quart_schema import QuartSchema
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
             if shared.needs_secret:
                 guard.awaiting_secret = True
                 app.nursery.start_soon(shared.fetch_secret, guard.use_secret)
+                with trio.move_on_after(settings.redis_timeout_s):  # Redis away: serve, and say so in /readyz
+                    await shared.ready.wait()
 
     @app.after_serving
     async def stop_gateway() -> None:

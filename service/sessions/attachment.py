@@ -34,6 +34,9 @@ class AudioAttachment:
         self._bytes = 0
 
     async def send_audio(self, audio: bytes) -> None:
+        if self.session.moving:  # not taken: the next owner's ``resumed`` tells the client to resend it
+            await self.session.done.wait()
+            return
         if self.ended:
             raise BadMessage("audio after an end message; create a new session to send more")
         self.session.touch()
@@ -44,6 +47,9 @@ class AudioAttachment:
     async def control(self, control: Control) -> None:
         self.session.touch()
         if control is Control.KEEPALIVE:
+            return
+        if self.session.moving:  # the client says it again to the next owner, after it resends
+            await self.session.done.wait()
             return
         if self.ended:
             raise BadMessage(f"{control.value} after an end message")

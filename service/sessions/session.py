@@ -226,8 +226,6 @@ class Session(Recognition):
             return
         self._moving = True
         self._log.info("session %s moves to another instance", self.id)
-        if self._socket is not None:
-            self._socket.ended = True
         if not self._attached.is_set():
             self.handed_over = True
             self.note_state()
@@ -265,6 +263,11 @@ class Session(Recognition):
             self.log.readers = value
         else:
             self._readers = value
+
+    @property
+    def moving(self) -> bool:
+        """Handing itself over to another instance (or done so)."""
+        return self._moving or self.handed_over
 
     @property
     def movable(self) -> bool:

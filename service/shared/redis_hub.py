@@ -1,10 +1,11 @@
 """One process's link to Redis: the publisher, the follower, leases and the control inbox.
 
-- **Publisher.** Owned logs' appends go out together, one pipelined script call per session
-  every ``redis_flush_interval_s``: one round trip for everything this process published
-  since the last one. The script refuses a writer that does not hold the lease (fencing).
-  Redis down: the batch stays buffered (bounded) and is retried with backoff; a session whose
-  oldest unwritten event is older than ``redis_outage_deadline_s`` fails.
+- **Publisher.** Owned logs' appends go out together, one script call for every session with
+  something new, every ``redis_flush_interval_s``: one round trip for everything this process
+  published since the last one (a pipeline of one call per session cost more CPU). The script
+  refuses a writer that does not hold the lease (fencing). Redis down: the batch stays
+  buffered (bounded) and is retried with backoff; a session whose oldest unwritten event is
+  older than ``redis_outage_deadline_s`` fails.
 - **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK`` on
   a client of its own and fans events out to the local readers. A blocking command that is
   cancelled, or whose connection Redis drops, never gives its pool slot back (coredis 6.9.0,
@@ -43,7 +44,7 @@ FOLLOW_BLOCK_MS = 100
 CONTROL_POLL_S = 0.05
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
-MAX_BATCH_SESSIONS = 256  # script calls per pipeline
+MAX_BATCH_SESSIONS = 256  # sessions per script call
 REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
 
 ControlHandler = Callable[[str, str], Awaitable[None]]  # (command, session id)
@@ -182,18 +183,26 @@ class RedisHub:
                 self._publish_wake.set()  # try again after the backoff
 
     async def _publish(self, dirty: list[RedisEventLog]) -> None:
+        """One script call for every dirty log: one round trip, however many sessions."""
         settings = self.settings
         ttl_s = str(math.ceil(self._live_ttl_s()))
         lease_ms = str(int(settings.redis_lease_s * 1000))
-        maxlen = str(settings.redis_max_events_per_session)
-        batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]] = []
-        with self.translated("append"):
-            await self._send_batches(dirty, batches, [maxlen, ttl_s, lease_ms])
-        for event_log, events, fields, request in batches:
-            with self.translated("append"):
-                reply = await request
-            self.metrics.redis_round_trip("append")
-            self.error = None
+        keys: list[str] = []
+        args: list[str | bytes] = [self.instance, str(settings.redis_max_events_per_session), ttl_s, lease_ms]
+        batches: list[tuple[RedisEventLog, list[Event], dict[str, str]]] = []
+        for event_log in dirty:
+            sid = event_log.session_id
+            first, events, fields = event_log.take_batch(whole_record=sid in self._whole_record)
+            keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
+            args += [str(first), str(len(fields)), str(len(events))]
+            for name, value in fields.items():
+                args += [name, value]
+            for event in events:
+                args += [event.name, _data_of(event)]
+            batches.append((event_log, events, fields))
+            self.metrics.redis_batch(len(events))
+        replies = await self.call("append", self._append(keys=keys, args=args))
+        for (event_log, events, fields), reply in zip(batches, replies, strict=True):
             status = reply[0].decode()
             sid = event_log.session_id
             if status == "OK":
@@ -208,27 +217,6 @@ class RedisHub:
                 event_log.disown()
                 if self.on_fenced is not None:
                     self.on_fenced(sid, status.lower())
-
-    async def _send_batches(
-        self,
-        dirty: list[RedisEventLog],
-        batches: list[tuple[RedisEventLog, list[Event], dict[str, str], Any]],
-        limits: list[str],
-    ) -> None:
-        maxlen, ttl_s, lease_ms = limits
-        async with self.client.pipeline(transaction=False) as pipe:
-            for event_log in dirty:
-                whole = event_log.session_id in self._whole_record
-                first, events, fields = event_log.take_batch(whole_record=whole)
-                args: list[str | bytes] = [self.instance, str(first), maxlen, ttl_s, lease_ms, str(len(fields))]
-                for name, value in fields.items():
-                    args += [name, value]
-                for event in events:
-                    args += [event.name, _data_of(event)]
-                sid = event_log.session_id
-                keys = [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
-                batches.append((event_log, events, fields, self._append(keys=keys, args=args, client=pipe)))
-                self.metrics.redis_batch(len(events))
 
     def _check_outage(self, dirty: list[RedisEventLog]) -> None:
         deadline = self.settings.redis_outage_deadline_s

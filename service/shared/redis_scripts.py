@@ -7,46 +7,62 @@ stream, entry ids ``0-<event id>``: explicit and contiguous, so a gap is visible
 
 from __future__ import annotations
 
-# KEYS: lease, stream, record. ARGV: holder, first event id, maxlen, ttl_s, lease_ms, number of
-# record fields, then field/value pairs, then name/data pairs of the events.
-# Returns {"OK"}, {"FENCED", holder}, {"MISSING"} (the record is gone: send it whole) or
-# {"CONFLICT", last id} (someone else appended: we are not the owner any more).
+# Every session this process publishes, in one call. KEYS: per session its lease, stream and
+# record. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first event id, the number of
+# record fields, the number of events, the fields' name/value pairs (the whole record starts with
+# token_hash), the events' name/data pairs. Returns one status per session: {"OK"},
+# {"FENCED", holder}, {"MISSING"} (the record is gone: send it whole) or {"CONFLICT", last id}
+# (someone else appended: we are not the owner any more).
 APPEND = """
-local holder = redis.call('GET', KEYS[1])
-if holder ~= ARGV[1] then
-  local recorded = redis.call('HGET', KEYS[3], 'holder')
-  if holder or (recorded and recorded ~= ARGV[1]) then
-    return {'FENCED', holder or recorded}
+local holder, maxlen, ttl, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local replies = {}
+local a = 5
+for s = 0, #KEYS / 3 - 1 do
+  local lease, stream, record = KEYS[3 * s + 1], KEYS[3 * s + 2], KEYS[3 * s + 3]
+  local first, nfields, nevents = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local fields = a + 3
+  local events = fields + 2 * nfields
+  a = events + 2 * nevents
+  local reply = nil
+  local current = redis.call('GET', lease)
+  if current ~= holder then
+    local recorded = redis.call('HGET', record, 'holder')
+    if current or (recorded and recorded ~= holder) then
+      reply = {'FENCED', current or recorded}
+    end
   end
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5])
+  if not reply and redis.call('EXISTS', record) == 0 and ARGV[fields] ~= 'token_hash' then
+    reply = {'MISSING'}
+  end
+  if not reply then
+    local last = tonumber(redis.call('HGET', record, 'last_id') or '0')
+    if last >= first then
+      reply = {'CONFLICT', tostring(last)}
+    end
+  end
+  if not reply then
+    if current ~= holder then
+      redis.call('SET', lease, holder, 'PX', lease_ms)
+    end
+    for i = fields, events - 1, 2 do
+      redis.call('HSET', record, ARGV[i], ARGV[i + 1])
+    end
+    local id = first
+    for i = events, a - 1, 2 do
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '0-' .. id, 'n', ARGV[i], 'd', ARGV[i + 1])
+      id = id + 1
+    end
+    if id > first then
+      redis.call('HSET', record, 'last_id', id - 1)
+    end
+    redis.call('HSET', record, 'holder', holder)
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', record, ttl)
+    reply = {'OK'}
+  end
+  replies[#replies + 1] = reply
 end
-local nfields = tonumber(ARGV[6])
-if redis.call('EXISTS', KEYS[3]) == 0 and ARGV[7] ~= 'token_hash' then
-  return {'MISSING'}
-end
-local first = tonumber(ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[3], 'last_id') or '0')
-if last >= first then
-  return {'CONFLICT', tostring(last)}
-end
-local i = 7
-for _ = 1, nfields do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-local id = first
-while i < #ARGV do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. id, 'n', ARGV[i], 'd', ARGV[i + 1])
-  id = id + 1
-  i = i + 2
-end
-if id > first then
-  redis.call('HSET', KEYS[3], 'last_id', id - 1)
-end
-redis.call('HSET', KEYS[3], 'holder', ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-return {'OK'}
+return replies
 """
 
 # KEYS: lease, stream, record, the key's live set. ARGV: holder, lease_ms, ttl_s, ticket, the

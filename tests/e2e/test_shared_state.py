@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from fake_riva import FakeRiva
 from service.settings import Settings
-from tests.e2e.test_reliability import CHUNK, assert_exact_transcript, content_config, speech_audio, stream
+from tests.e2e.test_reliability import (
+    CHUNK,
+    EXPECTED_FINALS,
+    EXPECTED_WORDS,
+    assert_exact_transcript,
+    content_config,
+    speech_audio,
+    stream,
+)
 from tests.harness import (
     EventCollector,
     Gateway,
@@ -195,3 +206,42 @@ async def test_readers_that_come_and_go_never_wear_out_the_follower(pair: tuple[
             await stream(ws, audio[12 * CHUNK :])
             assert (await close_reason(ws))[0] == 1000
     assert_exact_transcript(events)
+
+
+async def test_a_move_while_the_old_socket_still_sends_closes_it_1012_and_loses_nothing(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    a, b = pair
+    session = await a.create_session(**content_config())
+    events = EventCollector()
+    # a long pause after "one two", so that the move (which flushes what the old owner heard)
+    # falls between words whatever the timing: a move inside a word would cut that word
+    audio = speech_audio([(1, 200), (2, 200), (0, 1200), (3, 200), (4, 200), (0, 400), (5, 200), (6, 200), (0, 400)])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, a, session, events)
+        async with audio_socket(a, session) as old:
+            await stream(old, audio[: 6 * CHUNK], end=False)
+
+            async def keep_sending() -> None:  # a half-dead client that still pushes audio to A
+                with contextlib.suppress(ConnectionClosed):
+                    for start in range(6, 12):
+                        await old.send_message(audio[start * CHUNK : (start + 1) * CHUNK])
+                        await trio.sleep(0.02)
+
+            nursery.start_soon(keep_sending)
+            async with audio_socket(b, session) as ws:
+                resumed = json.loads(await ws.get_message())
+                code, reason, frames = await close_reason(old)
+                assert (code, reason) == (1012, "session moved to another instance"), frames
+                offset = resumed["audio_bytes_received"]
+                assert offset % 2 == 0 and 6 * CHUNK <= offset <= 12 * CHUNK
+                await stream(ws, audio[offset:])
+                assert (await close_reason(ws))[0] == 1000
+    assert events.finals == EXPECTED_FINALS
+    words = [(w["word"], w["start_ms"], w["end_ms"]) for t in events.transcripts if t["is_final"] for w in t["words"]]
+    later = 1200 - 400  # the longer pause moves every word after it
+    assert words == [
+        (w, start + later * (start >= 800), end + later * (start >= 800)) for w, start, end in EXPECTED_WORDS
+    ]
+    assert [e.id for e in events.events] == list(range(1, len(events.events) + 1))
+    assert events.events[-1].data == {"reason": "finished"}
