@@ -124,7 +124,14 @@ def _through_gateway(
         profiler = None
         profile_path = out_dir / f"profile-n{n}-{transport}.txt"
         if args.profile == n:
-            profiler = Profiler(gw.pid, profile_path, rate_hz=args.profile_rate, native=args.native)
+            profiler = Profiler(
+                gw.pid,
+                profile_path,
+                rate_hz=args.profile_rate,
+                native=args.native,
+                gil=not args.all_threads,
+                blocking=args.profile_blocking,
+            )
         plan = GatewayPlan("127.0.0.1", port, n, args.seconds, on_window_start=profiler, final_every=args.final_every)
         gres = trio.run(run_gateway_phase, plan, watch, peaks)
         ended = time.perf_counter()
@@ -330,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if "profile" in r:
             print(f"\nprofile at N={r['n']}, {r['transport']} ({r['profile']['samples']} samples), self time:")
+            print("  by thread: " + ", ".join(f"{t} {pct}%" for t, pct in r["profile"]["by_thread"]))
             for fn, pct in r["profile"]["self"][:20]:
                 print(f"  {pct:5.1f}%  {fn}")
     return 0
