@@ -11,9 +11,6 @@ loop is batched so that a busy stream needs no wake-up per chunk:
   it is parked, waiting for audio;
 * room in the queue goes back as a counter that trio reads; trio is woken only when
   a ``send`` is actually waiting for room;
-* audio frames that are already queued when the writer is ready go out as one request
-  (up to ``MERGE_MAX_BYTES``): Riva sees the same audio, and under load the loop thread
-  pays one write instead of several; a frame never waits for another;
 * each direction has one mailbox (a deque) and one "a drain is scheduled" flag: the
   first message schedules a drain on the other side (``call_soon_threadsafe`` or
   ``run_sync_soon``, a pipe write), and every message that arrives before that drain
@@ -57,7 +54,6 @@ from service.riva.results import Result, from_response
 _END: Final = object()
 CANCEL_WAIT_S = 5.0  # how long a cancelled stream waits for the loop to confirm its call is gone
 CHANNEL_CLOSE_GRACE_S = 1.0
-MERGE_MAX_BYTES = 64 * 1024  # queued frames merged into one request up to this size (2 s of 16 kHz PCM)
 
 _Call = tuple[Callable[..., object], tuple[object, ...]]
 T = TypeVar("T")
@@ -361,28 +357,11 @@ class AioStream:
                 await call.done_writing()
                 return
             assert isinstance(item, bytes)
-            frames = 1
-            if pending and isinstance(pending[0], bytes):  # more audio is already waiting: one request
-                item, frames = _merge(item, pending)
             if not await _send(call, asr.StreamingRecognizeRequest(audio_content=item)):
                 return  # Riva ended the call: read() reports how
-            self._written += frames
+            self._written += 1
             if self._room_waiter is not None:
                 self._transport.to_trio(self._room_freed)
-
-
-def _merge(first: bytes, pending: collections.deque[object]) -> tuple[bytes, int]:
-    """``first`` and the audio frames queued behind it, up to ``MERGE_MAX_BYTES``; and how many."""
-    parts = [first]
-    size = len(first)
-    while pending:
-        item = pending[0]  # only the loop pops, so what it sees here stays first
-        if not isinstance(item, bytes) or size + len(item) > MERGE_MAX_BYTES:
-            break
-        pending.popleft()
-        parts.append(item)
-        size += len(item)
-    return b"".join(parts), len(parts)
 
 
 async def _started_when(ready: trio.Event, task_status: trio.TaskStatus[None]) -> None:

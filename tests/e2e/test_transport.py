@@ -13,15 +13,7 @@ import trio
 
 from fake_riva import FakeRiva
 from service.settings import Settings
-from tests.harness import (
-    Gateway,
-    audio_socket,
-    close_reason,
-    following,
-    running_gateway,
-    stream_audio,
-    wait_until,
-)
+from tests.harness import Gateway, audio_socket, close_reason, running_gateway, stream_audio, wait_until
 
 STREAMS = 12
 SCRIPT = {"fake.transcript": "a long enough sentence to still be going", "fake.ms_per_word": "2000"}
@@ -67,30 +59,3 @@ async def test_stopping_the_gateway_mid_stream_ends_every_call_and_thread(
     with trio.move_on_after(5):
         await wait_until(lambda: busy_threads() <= before, 5)
     assert busy_threads() <= before, busy_threads() - before
-
-
-async def test_audio_that_queued_up_reaches_riva_whole_and_on_aio_in_fewer_requests(
-    gateway: Gateway, fake_riva: FakeRiva, riva_transport: str
-) -> None:
-    """A client that sends faster than one request at a time goes out: ``aio`` merges the
-    frames already waiting into one request (the same audio, fewer writes on the loop thread);
-    ``threads`` sends each as it came."""
-    script = {"fake.transcript": "hello world|good morning everyone", "fake.ms_per_word": "200"}
-    seconds, frame = 3.0, 320  # 300 frames of 10 ms, sent as fast as the socket takes them
-    frames = int(seconds * 32000) // frame
-    before = fake_riva.stats.snapshot()["chunks"]
-    session = await gateway.create_session(custom_configuration=script, interim_results=False)
-    async with following(gateway, session) as (ws, events):
-        await stream_audio(ws, seconds=seconds, chunk=frame)
-        code, reason, _ = await close_reason(ws)
-    assert (code, reason) == (1000, "session finished")
-    assert events.finals == ["hello world", "good morning everyone"]
-    requests = fake_riva.stats.snapshot()["chunks"] - before
-    if riva_transport == "aio":
-        assert 0 < requests < frames
-    else:
-        assert requests == frames
-    state = (
-        await gateway.http.get(f"/v1/sessions/{session['id']}", headers={"Authorization": f"Bearer {session['token']}"})
-    ).json()
-    assert state["counters"]["audio_bytes"] == int(seconds * 32000)
