@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="Worker processes serving one port (`serve --workers` wins); >1 needs redis_url"
     )
+    gc_threshold: int = Field(
+        5000,
+        ge=100,
+        le=1_000_000,
+        description="Allocations between the garbage collector's young passes (Python's default: 700)",
+    )
 
     @model_validator(mode="after")
     def _client_cert_pair(self) -> Settings:
