@@ -23,7 +23,7 @@ from riva.client.proto import riva_asr_pb2_grpc as asr_grpc
 from riva.client.proto import riva_audio_pb2 as audio_pb
 
 from bench.meter import Mark, Peaks, Watch, window
-from bench.model import CHUNK_S, PhaseResult, StreamRecord, chunk
+from bench.model import CHUNK_S, PhaseResult, StreamRecord, chunk, chunk_bytes
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -65,9 +65,10 @@ def _finish(result: PhaseResult, records: list[StreamRecord], marks: list[Mark])
 
 # -- grpc.aio --------------------------------------------------------------------
 async def _aio_phase(
-    target: str, n: int, seconds: float, watch: Watch, peaks: Peaks, warmup_s: float, final_every: int
+    target: str, n: int, seconds: float, watch: Watch, peaks: Peaks, warmup_s: float, final_every: int, chunk_s: float
 ) -> PhaseResult:
-    chunks = round(seconds / CHUNK_S)
+    chunks = round(seconds / chunk_s)
+    size = chunk_bytes(chunk_s)
     result = PhaseResult("direct", n, seconds, extra={"client": "grpc.aio"})
     records = [StreamRecord(i, chunks) for i in range(n)]
     marks: list[Mark] = []
@@ -83,7 +84,7 @@ async def _aio_phase(
                 await call.write(streaming_config(final_every))
                 max_lag = 0.0
                 for k in range(chunks):
-                    due = start + k * CHUNK_S
+                    due = start + k * chunk_s
                     now = time.perf_counter()
                     if due > now:
                         await asyncio.sleep(due - now)
@@ -91,7 +92,7 @@ async def _aio_phase(
                     elif now - due > max_lag:
                         max_lag = now - due
                     record.sent[k] = now
-                    await call.write(asr.StreamingRecognizeRequest(audio_content=chunk(record.stream_no, k)))
+                    await call.write(asr.StreamingRecognizeRequest(audio_content=chunk(record.stream_no, k, size)))
                 await call.done_writing()
                 record.max_lag_s = max_lag
 
@@ -123,7 +124,7 @@ async def _aio_phase(
 
         sampler = asyncio.create_task(sample())
         measurer = asyncio.create_task(measure())
-        tasks = [asyncio.create_task(one(r, t0 + CHUNK_S * r.stream_no / n)) for r in records]
+        tasks = [asyncio.create_task(one(r, t0 + chunk_s * r.stream_no / n)) for r in records]
         _done, pending = await asyncio.wait(tasks, timeout=seconds + 60)
         for task in pending:
             task.cancel()
@@ -134,16 +135,31 @@ async def _aio_phase(
 
 
 def run_direct_aio(
-    target: str, n: int, seconds: float, watch: Watch, peaks: Peaks, warmup_s: float = 1.0, final_every: int = 0
+    target: str,
+    n: int,
+    seconds: float,
+    watch: Watch,
+    peaks: Peaks,
+    warmup_s: float = 1.0,
+    final_every: int = 0,
+    chunk_s: float = CHUNK_S,
 ) -> PhaseResult:
-    return asyncio.run(_aio_phase(target, n, seconds, watch, peaks, warmup_s, final_every))
+    return asyncio.run(_aio_phase(target, n, seconds, watch, peaks, warmup_s, final_every, chunk_s))
 
 
 # -- NVIDIA's sync pattern: a request generator, responses iterated in a thread ----------
 def run_direct_threads(
-    target: str, n: int, seconds: float, watch: Watch, peaks: Peaks, warmup_s: float = 1.0, final_every: int = 0
+    target: str,
+    n: int,
+    seconds: float,
+    watch: Watch,
+    peaks: Peaks,
+    warmup_s: float = 1.0,
+    final_every: int = 0,
+    chunk_s: float = CHUNK_S,
 ) -> PhaseResult:
-    chunks = round(seconds / CHUNK_S)
+    chunks = round(seconds / chunk_s)
+    size = chunk_bytes(chunk_s)
     result = PhaseResult("direct", n, seconds, extra={"client": "threads (riva.client pattern)"})
     records = [StreamRecord(i, chunks) for i in range(n)]
     channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
@@ -155,7 +171,7 @@ def run_direct_threads(
         yield streaming_config(final_every)
         max_lag = 0.0
         for k in range(chunks):
-            due = start + k * CHUNK_S
+            due = start + k * chunk_s
             now = time.perf_counter()
             if due > now:
                 time.sleep(due - now)
@@ -163,7 +179,7 @@ def run_direct_threads(
             elif now - due > max_lag:
                 max_lag = now - due
             record.sent[k] = now
-            yield asr.StreamingRecognizeRequest(audio_content=chunk(record.stream_no, k))
+            yield asr.StreamingRecognizeRequest(audio_content=chunk(record.stream_no, k, size))
         record.max_lag_s = max_lag
 
     def one(record: StreamRecord, start: float) -> None:
@@ -176,7 +192,7 @@ def run_direct_threads(
 
     threads = [
         threading.Thread(
-            target=one, args=(r, t0 + CHUNK_S * r.stream_no / n), daemon=True, name=f"direct-{r.stream_no}"
+            target=one, args=(r, t0 + chunk_s * r.stream_no / n), daemon=True, name=f"direct-{r.stream_no}"
         )
         for r in records
     ]

@@ -11,7 +11,7 @@ import msgspec
 import trio
 
 from bench.meter import Mark, Peaks, Watch, window
-from bench.model import CHUNK_BYTES, CHUNK_S, PhaseResult, StreamRecord, tag
+from bench.model import CHUNK_S, PhaseResult, StreamRecord, chunk, chunk_bytes
 from bench.procs import API_KEY
 from bench.wire import OP_BINARY, RawEventStream, RawWebSocket, WireError, client_frame
 
@@ -24,8 +24,6 @@ def session_body(final_every: int) -> dict[str, object]:
 
 
 END_MESSAGE = '{"type": "end"}'
-_FRAME_HEAD = client_frame(OP_BINARY, bytes(CHUNK_BYTES))[:-CHUNK_BYTES]
-_PAD = bytes(CHUNK_BYTES - 8)
 
 
 class _Transcript(msgspec.Struct):
@@ -56,6 +54,7 @@ class GatewayPlan:
     sample_every_s: float = 0.5
     timeout_slack_s: float = 60.0
     final_every: int = 0  # chunks per final result (0: only the final at the end)
+    chunk_s: float = CHUNK_S  # audio per WebSocket frame
     on_window_start: Callable[[float], None] | None = None  # called with the window's length (a profiler)
 
 
@@ -69,7 +68,7 @@ class _Stream:
 
 
 async def run_gateway_phase(plan: GatewayPlan, watch: Watch, peaks: Peaks) -> PhaseResult:
-    chunks = round(plan.seconds / CHUNK_S)
+    chunks = round(plan.seconds / plan.chunk_s)
     result = PhaseResult("gateway", plan.n, plan.seconds)
     streams: list[_Stream] = []
     limit = trio.Semaphore(plan.connect_concurrency)
@@ -142,8 +141,8 @@ async def run_gateway_phase(plan: GatewayPlan, watch: Watch, peaks: Peaks) -> Ph
             nursery.start_soon(sampler)
             async with trio.open_nursery() as streams_nursery:
                 for j, stream in enumerate(ready):
-                    start = t0 + CHUNK_S * j / max(1, len(ready))
-                    streams_nursery.start_soon(_run_stream, stream, start, chunks)
+                    start = t0 + plan.chunk_s * j / max(1, len(ready))
+                    streams_nursery.start_soon(_run_stream, stream, start, chunks, plan.chunk_s)
             sampler_scope.cancel()
     if deadline.cancelled_caught:
         result.add_error("phase_timeout")
@@ -171,7 +170,7 @@ async def _sleep_until(at: float) -> None:
         await trio.sleep(delay)
 
 
-async def _run_stream(stream: _Stream, start: float, chunks: int) -> None:
+async def _run_stream(stream: _Stream, start: float, chunks: int, chunk_s: float) -> None:
     assert stream.ws is not None and stream.sse is not None
     ws, sse, record = stream.ws, stream.sse, stream.record
     finished = {"sse": False, "ws": False}
@@ -206,13 +205,16 @@ async def _run_stream(stream: _Stream, start: float, chunks: int) -> None:
                 record.errors.append(f"ws_close_{outcome.close_code}")
         finished["ws"] = True
 
+    size = chunk_bytes(chunk_s)
+    frame_head = client_frame(OP_BINARY, bytes(size))[:-size]
+
     async def send() -> None:
         stream_no = record.stream_no
         sent = record.sent
         max_lag = 0.0
         try:
             for k in range(chunks):
-                due = start + k * CHUNK_S
+                due = start + k * chunk_s
                 now = time.perf_counter()
                 if due > now:
                     await trio.sleep(due - now)
@@ -220,7 +222,7 @@ async def _run_stream(stream: _Stream, start: float, chunks: int) -> None:
                 elif now - due > max_lag:
                     max_lag = now - due
                 sent[k] = now
-                await ws.send_frame(_FRAME_HEAD + tag(stream_no, k).to_bytes(8, "little") + _PAD)
+                await ws.send_frame(frame_head + chunk(stream_no, k, size))
             await ws.send_text(END_MESSAGE)
             await ws.finish_sending()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

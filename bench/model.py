@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+from fake_riva.recognizers.tagged import FRAME_HEAD_BYTES, frame_head
 
 SAMPLE_RATE_HZ = 16_000
 CHUNK_S = 0.1
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz 16-bit mono LINEAR_PCM
 REALTIME_LAG_S = 0.1  # a stream keeps real-time pace if no chunk goes out later than this
-_PAD = bytes(CHUNK_BYTES - 8)
-_TAG = struct.Struct("<Q")
 
 
 def tag(stream_no: int, chunk_no: int) -> int:
     return stream_no << 32 | chunk_no
 
 
-def chunk(stream_no: int, chunk_no: int) -> bytes:
-    """100 ms of silence whose first 8 bytes carry the chunk's tag (fake_riva's tagged recognizer echoes it)."""
-    return _TAG.pack(tag(stream_no, chunk_no)) + _PAD
+def chunk_bytes(chunk_s: float) -> int:
+    """Bytes in a chunk of this duration of 16 kHz 16-bit mono LINEAR_PCM."""
+    return max(FRAME_HEAD_BYTES, round(SAMPLE_RATE_HZ * 2 * chunk_s))
+
+
+def chunk(stream_no: int, chunk_no: int, size: int = CHUNK_BYTES) -> bytes:
+    """Silence whose head carries the chunk's tag and length (fake_riva's tagged recognizer echoes
+    the tag, and finds each chunk again where a gateway merged several into one request)."""
+    return frame_head(tag(stream_no, chunk_no), size) + bytes(size - FRAME_HEAD_BYTES)
 
 
 def parse_tag(text: str) -> int | None:

@@ -42,8 +42,7 @@ class Profiler:
             argv.append("--native")
         if self.gil:
             argv.append("--gil")
-        else:
-            argv.append("--threads")  # stacks start with the thread, so the main (trio) thread can be told apart
+        argv.append("--threads")  # stacks start with the thread, so the trio and loop threads can be told apart
         self.started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def wait(self) -> None:
@@ -63,24 +62,44 @@ def _short(frame: str) -> str:
 
 
 def summarise(raw: Path, top: int = 25) -> dict[str, object]:
-    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    """Self and inclusive sample shares per function, and per thread, from py-spy's collapsed stacks."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    per_thread_id: Counter[str] = Counter()
+    names: dict[str, str] = {}  # py-spy's thread id -> the thread it is, once a full stack tells
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        raw_frames = [f for f in stack.split(";") if f]
+        thread = next((f for f in raw_frames if f.startswith("thread ")), "?")
+        frames = [_short(f) for f in raw_frames if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         total += count
+        per_thread_id[thread] += count
+        if (name := _thread_of(frames)) is not None:
+            names[thread] = name
         own[frames[-1]] += count
         for f in set(frames):
             inclusive[f] += count
+    by_thread: Counter[str] = Counter()
+    for thread, count in per_thread_id.items():
+        by_thread[names.get(thread, "other")] += count
     return {
         "samples": total,
         "self": [(f, round(100 * c / total, 1)) for f, c in own.most_common(top)] if total else [],
         "inclusive": [(f, round(100 * c / total, 1)) for f, c in inclusive.most_common(top)] if total else [],
+        "by_thread": [(t, round(100 * c / total, 1)) for t, c in by_thread.most_common()] if total else [],
     }
+
+
+def _thread_of(frames: list[str]) -> str | None:
+    """The thread a full stack ran in (nonblocking samples are often cut short: those say nothing)."""
+    if any("_riva_aio_loop " in f for f in frames):
+        return "aio_loop"
+    if any(f.startswith("trio_worker ") for f in frames):
+        return "main (trio)"
+    return None

@@ -36,7 +36,7 @@ from bench import procs
 from bench.direct_load import run_direct_aio, run_direct_threads
 from bench.gateway_load import GatewayPlan, run_gateway_phase
 from bench.meter import Peaks, Watch
-from bench.model import PhaseResult
+from bench.model import PhaseResult, chunk_bytes
 from bench.profile import Profiler, summarise
 
 DEFAULT_SWEEP = "50,100,150,200,300,400,600,800"
@@ -91,7 +91,15 @@ def one_n(args: argparse.Namespace, n: int, transports: list[str], out_dir: Path
             )
         direct_watch = Watch({"fake_riva": riva.process, "loadgen": me})
         run_direct = run_direct_threads if args.direct == "threads" else run_direct_aio
-        dres = run_direct(target, n, args.seconds, direct_watch, Peaks(riva.process), final_every=args.final_every)
+        dres = run_direct(
+            target,
+            n,
+            args.seconds,
+            direct_watch,
+            Peaks(riva.process),
+            final_every=args.final_every,
+            chunk_s=args.chunk_ms / 1000,
+        )
     for row in rows:
         _compare(row, dres, n)
     return rows
@@ -141,8 +149,23 @@ def _through_gateway(
         profiler = None
         profile_path = out_dir / f"profile-n{n}-{transport}.txt"
         if args.profile == n:
-            profiler = Profiler(gw.pid, profile_path, rate_hz=args.profile_rate, native=args.native)
-        plan = GatewayPlan("127.0.0.1", port, n, args.seconds, on_window_start=profiler, final_every=args.final_every)
+            profiler = Profiler(
+                gw.pid,
+                profile_path,
+                rate_hz=args.profile_rate,
+                native=args.native,
+                gil=not args.all_threads,
+                blocking=args.profile_blocking,
+            )
+        plan = GatewayPlan(
+            "127.0.0.1",
+            port,
+            n,
+            args.seconds,
+            on_window_start=profiler,
+            final_every=args.final_every,
+            chunk_s=args.chunk_ms / 1000,
+        )
         gres = trio.run(run_gateway_phase, plan, watch, peaks)
         ended = time.perf_counter()
         threads_end = gw_p.num_threads()
@@ -175,7 +198,7 @@ def _through_gateway(
         "stream_s": round(stream_s, 1),
         "cpu_s_per_stream_s": gw_cpu / stream_s if stream_s else math.nan,
         "pct_core_per_stream": round(100 * gw_cpu / stream_s, 4) if stream_s else math.nan,
-        "us_per_chunk": round(1e6 * gw_cpu / (stream_s * 10), 1) if stream_s else math.nan,
+        "us_per_chunk": round(1e6 * gw_cpu * args.chunk_ms / 1000 / stream_s, 1) if stream_s else math.nan,
         "by_thread_s": gres.extra.get("gateway_thread_cpu_s", {}),
     }
     if redis is not None:
@@ -253,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHUNKS",
         help="a final result every this many chunks, like utterance ends (default 20 = 2 s; 0: only at the end)",
     )
+    parser.add_argument(
+        "--chunk-ms",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="audio per WebSocket frame and gRPC request (default %(default)g; a result answers each)",
+    )
     parser.add_argument("--direct", choices=("aio", "threads"), default="aio", help="direct gRPC client")
     parser.add_argument("--sync-fake-riva", action="store_true", help="thread-per-stream fake_riva instead of grpc.aio")
     parser.add_argument(
@@ -313,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "sweep": sweep,
             "seconds": args.seconds,
-            "chunk": "100 ms, 3200 bytes, 16 kHz LINEAR_PCM",
+            "chunk": f"{args.chunk_ms:g} ms, {chunk_bytes(args.chunk_ms / 1000)} bytes, 16 kHz LINEAR_PCM",
             "results": f"one per chunk; a final every {args.final_every} chunks"
             if args.final_every
             else "one per chunk; final only at the end",
@@ -340,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
             broken = (
-                row["gateway"]["errors"] > 0.01 * n * args.seconds * 10
+                row["gateway"]["errors"] > 0.01 * n * args.seconds / (args.chunk_ms / 1000)
                 or row["overhead_ms"]["p99"] > BROKEN_OVERHEAD_MS
             )
             if broken and not args.keep_going:
@@ -358,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if "profile" in r:
             print(f"\nprofile at N={r['n']}, {r['transport']} ({r['profile']['samples']} samples), self time:")
+            print("  by thread: " + ", ".join(f"{t} {pct}%" for t, pct in r["profile"]["by_thread"]))
             for fn, pct in r["profile"]["self"][:20]:
                 print(f"  {pct:5.1f}%  {fn}")
     return 0

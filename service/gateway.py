@@ -19,6 +19,7 @@ from service.riva.catalog import Catalog
 from service.riva.channel import open_target
 from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
+from service.serving.gc_tuning import tune_gc
 from service.sessions.registry import Registry
 from service.sessions.runtime import Runtime
 from service.settings import Settings
@@ -46,6 +47,7 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
+        tune_gc(settings.gc_threshold)
         try:
             uris = [u.strip() for u in settings.riva_uri.split(",") if u.strip()] or [await self._start_embedded()]
             self._targets = targets = TargetPool([open_target(settings, uri) for uri in uris])

@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     redis_max_events_per_session: int = Field(
         20_000, ge=100, description="Events kept in Redis per session (older ones are trimmed; resuming there says so)"
     )
+    gc_threshold: int = Field(
+        5000,
+        ge=100,
+        le=1_000_000,
+        description="Allocations between the garbage collector's young passes (Python's default: 700)",
+    )
 
     @field_validator("redis_url")
     @classmethod

@@ -7,6 +7,10 @@ the stream asked for interims, a final otherwise), so the client can match every
 result to the moment its chunk was sent. End of audio gives one final, ``t<last tag>
 end``. It does no audio processing at all, so it is cheap and deterministic; it
 accepts any encoding and ignores ``custom_configuration``.
+
+A gateway may merge frames that queued up into one request (the audio is the same). A
+tag followed by ``FRAME_MARK`` and the frame's length (little-endian u32) lets the
+recognizer find each frame in a merged request and still answer every one of them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 from fake_riva.recognizers.base import Hypothesis, StreamSettings, UnsupportedAudio
 
 TAG_BYTES = 8
+FRAME_MARK = b"tagN"  # after the tag: this frame's length follows, so merged frames can be told apart
+FRAME_HEAD_BYTES = TAG_BYTES + len(FRAME_MARK) + 4
 INTERIM_STABILITY = 0.5
 BYTES_PER_SAMPLE = {"LINEAR_PCM": 2, "MULAW": 1, "ALAW": 1}
 
@@ -21,6 +27,26 @@ BYTES_PER_SAMPLE = {"LINEAR_PCM": 2, "MULAW": 1, "ALAW": 1}
 def read_tag(chunk: bytes) -> int:
     """The tag at the start of a chunk (shorter chunks: what is there, zero-padded)."""
     return int.from_bytes(chunk[:TAG_BYTES], "little")
+
+
+def frame_head(tag: int, frame_bytes: int) -> bytes:
+    """The start of a tagged frame of ``frame_bytes`` bytes (at least ``FRAME_HEAD_BYTES``)."""
+    return tag.to_bytes(TAG_BYTES, "little") + FRAME_MARK + frame_bytes.to_bytes(4, "little")
+
+
+def read_tags(audio: bytes) -> list[int]:
+    """The tags of the frames in one request: one, or several where frames carry their length."""
+    tags = []
+    at = 0
+    while at < len(audio):
+        tags.append(read_tag(audio[at:]))
+        if audio[at + TAG_BYTES : at + TAG_BYTES + len(FRAME_MARK)] != FRAME_MARK:
+            break
+        length = int.from_bytes(audio[at + TAG_BYTES + len(FRAME_MARK) : at + FRAME_HEAD_BYTES], "little")
+        if length < FRAME_HEAD_BYTES:
+            break
+        at += length
+    return tags
 
 
 class TaggedRecognizer:
@@ -42,18 +68,21 @@ class TaggedRecognizer:
         if not audio:
             return []
         self._bytes += len(audio)
-        self._chunks += 1
-        tag = self._last_tag = read_tag(audio)
-        interim = self._interim and not (self._final_every > 0 and self._chunks % self._final_every == 0)
-        return [
-            Hypothesis(
-                text=f"t{tag}",
-                is_final=not interim,
-                audio_processed_s=self._bytes / self._bytes_per_second,
-                stability=INTERIM_STABILITY if interim else 1.0,
-                confidence=0.0 if interim else 1.0,
+        hypotheses = []
+        for tag in read_tags(audio):
+            self._chunks += 1
+            self._last_tag = tag
+            interim = self._interim and not (self._final_every > 0 and self._chunks % self._final_every == 0)
+            hypotheses.append(
+                Hypothesis(
+                    text=f"t{tag}",
+                    is_final=not interim,
+                    audio_processed_s=self._bytes / self._bytes_per_second,
+                    stability=INTERIM_STABILITY if interim else 1.0,
+                    confidence=0.0 if interim else 1.0,
+                )
             )
-        ]
+        return hypotheses
 
     def finish(self) -> list[Hypothesis]:
         if self._last_tag < 0:

@@ -1,14 +1,18 @@
-"""Riva's streaming results as plain values: converted in the worker thread, published in trio."""
+"""Riva's streaming results as plain values: converted on the Riva side, published in trio.
+
+Named tuples rather than frozen dataclasses: a result is built for every response on the
+thread that reads Riva, and a frozen dataclass's ``__init__`` (one ``object.__setattr__``
+per field) cost three times as much (docs/benchmark.md).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from riva.client.proto import riva_asr_pb2 as asr
 
 
-@dataclass(frozen=True, slots=True)
-class WordTiming:
+class WordTiming(NamedTuple):
     word: str
     start_ms: int
     end_ms: int
@@ -16,8 +20,7 @@ class WordTiming:
     speaker: int
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     text: str
     is_final: bool
     stability: float
@@ -31,21 +34,23 @@ class Result:
 def from_response(response: asr.StreamingRecognizeResponse) -> list[Result]:
     results = []
     for r in response.results:
-        if not r.alternatives:
+        alternatives = r.alternatives
+        if not alternatives:
             continue
-        best = r.alternatives[0]
+        best = alternatives[0]
+        words = best.words
         results.append(
             Result(
-                text=best.transcript.strip(),
-                is_final=r.is_final,
-                stability=r.stability,
-                confidence=best.confidence,
-                audio_processed_s=r.audio_processed,
-                channel=r.channel_tag,
-                words=tuple(
-                    WordTiming(w.word, w.start_time, w.end_time, w.confidence, w.speaker_tag) for w in best.words
-                ),
-                alternatives=tuple(a.transcript.strip() for a in r.alternatives[1:]),
+                best.transcript.strip(),
+                r.is_final,
+                r.stability,
+                best.confidence,
+                r.audio_processed,
+                r.channel_tag,
+                tuple([WordTiming(w.word, w.start_time, w.end_time, w.confidence, w.speaker_tag) for w in words])
+                if words
+                else (),
+                tuple([a.transcript.strip() for a in alternatives[1:]]) if len(alternatives) > 1 else (),
             )
         )
     return results
