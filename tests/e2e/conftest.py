@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import RedisServer, running_redis
+from tests.redis_server import RedisServer, running_redis
 
 TRANSPORTS = ("threads", "aio")
 SHARED_MODE = "aio+redis"

@@ -24,16 +24,15 @@ from tests.harness import (
     TEST_API_KEY,
     EventCollector,
     Gateway,
-    RedisServer,
     audio_socket,
     close_reason,
     free_port,
     poll_until,
     read_events,
     running_gateway,
-    running_redis,
     wait_until,
 )
+from tests.redis_server import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,7 +156,7 @@ async def test_redis_killed_and_restarted_mid_session(fake_riva: FakeRiva, tmp_p
                 async with audio_socket(a, session) as ws:
                     await stream(ws, audio[: 10 * CHUNK], end=False)
                     await wait_until(lambda: "one two" in on_b.finals)
-                    redis.kill()  # no persistence: it comes back empty
+                    redis.stop(kill=True)  # no persistence: it comes back empty
 
                     async def not_ready() -> bool:
                         response = await a.http.get("/readyz")
@@ -221,7 +220,7 @@ async def fail_when_redis_stays_away(
         async with audio_socket(a, session) as ws:
             await stream(ws, audio[: 10 * CHUNK], end=False)
             await wait_until(lambda: "one two" in events.finals)
-            redis.kill()
+            redis.stop(kill=True)
             await stream(ws, audio[10 * CHUNK :], end=False)
             code, reason, frames = await close_reason(ws)
             assert (code, reason) == (1013, "state_unavailable")

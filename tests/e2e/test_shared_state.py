@@ -25,14 +25,13 @@ from tests.e2e.test_reliability import (
 from tests.harness import (
     EventCollector,
     Gateway,
-    RedisServer,
     audio_socket,
     close_reason,
     poll_until,
     read_events,
     running_gateway,
-    running_redis,
 )
+from tests.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture(scope="module")
