@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from bench.procs import cpu_seconds, thread_cpu
+from bench.procs import cpu_seconds, thread_cpu, tree, tree_cpu_seconds
 
 
 @dataclass
@@ -35,12 +35,13 @@ class Watch:
 
     processes: dict[str, psutil.Process]
     breakdown: str | None = None
+    trees: frozenset[str] = frozenset()  # these count their descendants too (several workers)
 
     def mark(self) -> Mark:
         cpu: dict[str, float] = {}
         for name, process in self.processes.items():
             with contextlib.suppress(psutil.Error):
-                cpu[name] = cpu_seconds(process)
+                cpu[name] = tree_cpu_seconds(process) if name in self.trees else cpu_seconds(process)
         threads: dict[int, tuple[str, float]] = {}
         if self.breakdown is not None:
             with contextlib.suppress(OSError):
@@ -74,21 +75,37 @@ def window(start: Mark, end: Mark, breakdown: str | None = None) -> Window:
 
 @dataclass
 class Peaks:
-    """RSS and thread count of one process, sampled through a phase."""
+    """RSS and thread count of one process (with ``whole_tree``, summed over it and its
+    descendants), sampled through a phase."""
 
     process: psutil.Process
     rss_max: int = 0
     threads_max: int = 0
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    whole_tree: bool = False
 
     def sample(self) -> tuple[int, int]:
-        try:
-            with self.process.oneshot():
-                rss = int(self.process.memory_info().rss)
-                threads = int(self.process.num_threads())
-        except psutil.Error:
+        rss, threads = tree_rss_threads(self.process) if self.whole_tree else rss_threads(self.process)
+        if not rss:
             return 0, 0
         self.rss_max = max(self.rss_max, rss)
         self.threads_max = max(self.threads_max, threads)
         self.samples.append((time.perf_counter(), rss, threads))
         return rss, threads
+
+
+def rss_threads(process: psutil.Process) -> tuple[int, int]:
+    try:
+        with process.oneshot():
+            return int(process.memory_info().rss), int(process.num_threads())
+    except psutil.Error:
+        return 0, 0
+
+
+def tree_rss_threads(process: psutil.Process) -> tuple[int, int]:
+    """RSS and threads summed over the process tree (shared pages count once per process)."""
+    rss = threads = 0
+    for member in tree(process):
+        r, t = rss_threads(member)
+        rss, threads = rss + r, threads + t
+    return rss, threads

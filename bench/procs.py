@@ -136,8 +136,10 @@ def gateway(
     src: Path = ROOT,
     app: str = "service.app:app",
     redis_url: str = "",
+    workers: int = 1,
 ) -> Iterator[tuple[Child, int]]:
-    """hypercorn serving ``service.app:app`` from ``src`` (the working tree, or a snapshot of a commit)."""
+    """hypercorn serving ``service.app:app`` from ``src`` (the working tree, or a snapshot of a commit);
+    with ``workers`` > 1, ``python -m service serve --workers N`` (a supervisor and N worker processes)."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -152,8 +154,12 @@ def gateway(
     if redis_url:  # shared mode: state in Redis
         env["RESERVE_REDIS_URL"] = redis_url
     config = bench_hypercorn_config(log_dir, src)
-    hypercorn = str(Path(sys.executable).with_name("hypercorn"))
-    argv = [hypercorn, "--config", str(config), "--bind", f"127.0.0.1:{port}", app]
+    if workers > 1:  # the project's own multi-worker command (it needs RESERVE_REDIS_URL)
+        argv = [sys.executable, "-m", "service", "serve", "--workers", str(workers), "--config", str(config)]
+        argv += ["--bind", f"127.0.0.1:{port}"]
+    else:
+        hypercorn = str(Path(sys.executable).with_name("hypercorn"))
+        argv = [hypercorn, "--config", str(config), "--bind", f"127.0.0.1:{port}", app]
     child = _spawn("gateway", argv, env, log_dir, cwd=src)
     try:
         deadline = time.monotonic() + 60
@@ -173,6 +179,23 @@ def gateway(
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def tree(process: psutil.Process) -> list[psutil.Process]:
+    """The process and all its descendants (a ``serve --workers N`` supervisor and its workers)."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
+def tree_cpu_seconds(process: psutil.Process) -> float:
+    """CPU seconds summed over the process tree (a child that ends inside a window is missed)."""
+    total = 0.0
+    for member in tree(process):
+        with contextlib.suppress(psutil.Error):
+            total += cpu_seconds(member)
+    return total
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:

@@ -13,6 +13,7 @@ from bench.procs import ROOT
 def markdown(report: dict[str, Any]) -> str:
     rows: list[dict[str, Any]] = report["rows"]
     s = report["settings"]
+    redis = any("redis_cpu" in r for r in rows)  # shared mode: Redis's own CPU gets a column
     lines = [
         f"`{report['command']}` — {report['date']}, gateway: {s.get('gateway_source', '?')} "
         f"({s.get('gateway_app', 'service.app:app')}, repo {s.get('repo_head', '?')}), "
@@ -21,15 +22,16 @@ def markdown(report: dict[str, Any]) -> str:
         "| N | transport | gateway p50 / p95 / p99 ms | direct p50 / p95 / p99 ms | added p50 / p95 / p99 ms "
         "| real-time streams gw / direct | gateway CPU, % of a core per stream | µs CPU per chunk "
         "| RSS per session KiB | threads baseline / peak / after | errors gw / direct "
-        "| CPU % of a core: gateway / fake_riva / load gen / all processes | sustained |",
-        "|---:|---|---|---|---|---|---:|---:|---:|---|---|---|---|",
+        "| CPU % of a core: gateway / fake_riva / load gen / all processes | sustained |"
+        + (" Redis CPU, % of a core per stream (% of a core) |" if redis else ""),
+        "|---:|---|---|---|---|---|---:|---:|---:|---|---|---|---|" + ("---:|" if redis else ""),
     ]
     for r in rows:
         g, d, o = r["gateway"]["latencies_ms"], r["direct"]["latencies_ms"], r["overhead_ms"]
         t = r["gateway_threads"]
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
-            f"| {r['n']} | {r.get('transport', 'threads')} | {g['p50']:.1f} / {g['p95']:.1f} / {g['p99']:.1f} "
+            f"| {r['n']} | {_name(r)} | {g['p50']:.1f} / {g['p95']:.1f} / {g['p99']:.1f} "
             f"| {d['p50']:.1f} / {d['p95']:.1f} / {d['p99']:.1f} "
             f"| {o['p50']:.1f} / {o['p95']:.1f} / **{o['p99']:.1f}** "
             f"| {r['gateway']['streams_realtime']} / {r['direct']['streams_realtime']} "
@@ -39,6 +41,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['gateway']['errors']} / {r['direct']['errors']} "
             f"| {pct.get('gateway', 0):.0f} / {pct.get('fake_riva', 0):.0f} / {pct.get('loadgen', 0):.0f} "
             f"/ {pct.get('machine', 0):.0f} | {'yes' if r['sustained'] else 'no'} |"
+            + (
+                f" {r['redis_cpu']['pct_core_per_stream']:.4f} ({pct.get('redis', 0):.0f}) |"
+                if "redis_cpu" in r
+                else ""
+            )
         )
     lines.append("")
     largest = report.get("largest_sustained_n")
@@ -48,13 +55,19 @@ def markdown(report: dict[str, Any]) -> str:
     splits = []
     for r in rows:
         cpu = r["gateway_cpu"]
-        splits.append((f"{r['n']} {r.get('transport', 'threads')}", cpu.get("by_thread_s", {}), cpu["cpu_s"]))
+        splits.append((f"{r['n']} {_name(r)}", cpu.get("by_thread_s", {}), cpu["cpu_s"]))
     if any(split for _, split, _ in splits):
         lines += ["", "Gateway CPU seconds in the window, by thread group:", ""]
         for n, split, total in splits:
             parts = ", ".join(f"{k} {v:.2f}" for k, v in split.items() if abs(v) >= 0.005)
             lines.append(f"- N={n}: {total:.2f} s = {parts}")
     return "\n".join(lines)
+
+
+def _name(row: dict[str, Any]) -> str:
+    name = str(row.get("transport", "threads")) + (" + redis" if "redis_cpu" in row else "")
+    workers = int(row.get("workers", 1))
+    return name + (f", {workers} workers" if workers > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:

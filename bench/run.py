@@ -35,7 +35,7 @@ import trio
 from bench import procs
 from bench.direct_load import run_direct_aio, run_direct_threads
 from bench.gateway_load import GatewayPlan, run_gateway_phase
-from bench.meter import Peaks, Watch
+from bench.meter import Peaks, Watch, rss_threads, tree_rss_threads
 from bench.model import PhaseResult, chunk_bytes
 from bench.profile import Profiler, summarise
 
@@ -117,6 +117,12 @@ def _through_gateway(
     redis: tuple[procs.Child, str] | None = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"n": n, "transport": transport, "shared_state": "redis" if redis else "memory"}
+    row["workers"] = args.workers
+    many = args.workers > 1  # a supervisor and its workers: CPU, RSS and threads summed over the tree
+
+    def rss_and_threads(p: psutil.Process) -> tuple[int, int]:
+        return tree_rss_threads(p) if many else rss_threads(p)
+
     with procs.gateway(
         log_dir,
         target,
@@ -125,27 +131,29 @@ def _through_gateway(
         src=args.gateway_src,
         app=args.gateway_app,
         redis_url=redis[1] if redis else "",
+        workers=args.workers,
     ) as (gw, port):
         gw_p = gw.process
         time.sleep(0.5)
-        threads_base = gw_p.num_threads()
+        threads_base = rss_and_threads(gw_p)[1]
         # warm-up: a few short sessions, so first-use costs are not counted against N
         warm = trio.run(
             run_gateway_phase,
             GatewayPlan("127.0.0.1", port, 4, 1.0, warmup_s=0.2, final_every=args.final_every),
             Watch({}),
-            Peaks(gw_p),
+            Peaks(gw_p, whole_tree=many),
         )
         if warm.errors:
             raise RuntimeError(f"warm-up through the gateway failed: {warm.error_kinds}")
         time.sleep(0.5)
-        rss_base = int(gw_p.memory_info().rss)
+        rss_base = rss_and_threads(gw_p)[0]
 
         watched = {"gateway": gw_p, "fake_riva": riva_p, "loadgen": me}
         if redis is not None:
             watched["redis"] = redis[0].process
-        watch = Watch(watched, breakdown="gateway")
-        peaks = Peaks(gw_p)
+        # per-thread groups only for one process; with several workers the gateway is the tree's sum
+        watch = Watch(watched, breakdown=None if many else "gateway", trees=frozenset({"gateway"} if many else ()))
+        peaks = Peaks(gw_p, whole_tree=many)
         profiler = None
         profile_path = out_dir / f"profile-n{n}-{transport}.txt"
         if args.profile == n:
@@ -168,15 +176,15 @@ def _through_gateway(
         )
         gres = trio.run(run_gateway_phase, plan, watch, peaks)
         ended = time.perf_counter()
-        threads_end = gw_p.num_threads()
+        threads_end = rss_and_threads(gw_p)[1]
         if profiler is not None:
             profiler.wait()
 
         # threads back to baseline once every session ended (trio's idle workers linger 10 s)
-        threads_after = gw_p.num_threads()
+        threads_after = rss_and_threads(gw_p)[1]
         while threads_after > threads_base and time.perf_counter() - ended < THREADS_SETTLE_S:
             time.sleep(0.5)
-            threads_after = gw_p.num_threads()
+            threads_after = rss_and_threads(gw_p)[1]
         row["gateway_threads"] = {
             "baseline": threads_base,
             "peak": peaks.threads_max,
@@ -187,7 +195,7 @@ def _through_gateway(
         row["gateway_rss"] = {
             "baseline_mib": round(rss_base / 2**20, 1),
             "peak_mib": round(peaks.rss_max / 2**20, 1),
-            "after_mib": round(gw_p.memory_info().rss / 2**20, 1),
+            "after_mib": round(rss_and_threads(gw_p)[0] / 2**20, 1),
             "per_session_kib": round((peaks.rss_max - rss_base) / 1024 / max(1, n), 1),
         }
     row["gateway"] = _phase(gres)
@@ -246,6 +254,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         g, d, o = r["gateway"]["latencies_ms"], r["direct"]["latencies_ms"], r["overhead_ms"]
         t = r["gateway_threads"]
         name = r.get("transport", "threads") + ("+redis" if "redis_cpu" in r else "")
+        name += f"x{r['workers']}w" if r.get("workers", 1) > 1 else ""
         pct = r["gateway"]["cpu_pct_of_core"]
         lines.append(
             f"{r['n']:>5} | {name:>9} | {g['p50']:>5.1f}/{g['p95']:>5.1f}/{g['p99']:>6.1f} | "
@@ -294,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis", action="store_true", help="shared mode: the gateway keeps its state in a redis-server (its CPU too)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N > 1: `python -m service serve --workers N` (implies --redis); CPU summed over its processes",
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the gateway at this N")
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
@@ -320,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="results file (default OUT/latest.json)")
     args = parser.parse_args(argv)
     sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
+    if args.workers < 1:
+        parser.error("--workers takes a whole number of at least 1")
+    if args.workers > 1:
+        args.redis = True  # several workers share sessions only through Redis
+        if args.profile or args.gateway_app != "service.app:app":
+            parser.error("--workers N > 1 serves service.app:app without the profiler")
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     if not transports or set(transports) - {"threads", "aio"}:
         parser.error("--transports takes threads and/or aio")
@@ -353,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             "load_generator": "one process, trio, raw HTTP/1.1 WebSocket + SSE clients (bench/wire.py)",
             "gateway_source": args.gateway_at or "working tree",
             "gateway_app": args.gateway_app,
+            "shared_state": "redis" if args.redis else "memory",
+            "workers": args.workers,
+            "gateway_cpu": "summed over the supervisor and its workers (no per-thread split)"
+            if args.workers > 1
+            else "the hypercorn process, split by thread group",
             "repo_head": _git_head(),
             "criteria": f"no errors, every stream real-time, p99 added latency < {OVERHEAD_LIMIT_MS:g} ms",
         },
