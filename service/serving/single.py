@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config, Sockets
@@ -14,13 +15,19 @@ from service.serving.host import serve_app
 def run_here(config: Config, sockets: Sockets) -> int:
     from service.app import app  # the settings were checked: importing builds the app from them
 
+    return run_gateway("reserve serve", serve_app, app, config, sockets)
+
+
+def run_gateway(who: str, main: Callable[..., Awaitable[object]], *args: object) -> int:
+    """``trio.run(main, *args)``; exit status 0, or 1 with one line, as ``who``, for a gateway that
+    failed to start (anything else propagates)."""
     try:
-        trio.run(serve_app, app, config, sockets)
+        trio.run(main, *args)
     except BaseException as exc:
         reason = startup_failure(exc)
         if reason is None:
             raise
-        print(f"reserve serve: {reason}", file=sys.stderr)
+        print(f"{who}: {reason}", file=sys.stderr)
         return 1
     return 0
 

@@ -17,7 +17,7 @@ from quart_trio import QuartTrio
 
 from service.serving.config import hypercorn_config
 from service.serving.host import serve_app
-from service.serving.single import startup_failure
+from service.serving.single import run_gateway
 
 READY = b"ready\n"
 
@@ -46,15 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         (sockets.secure_sockets if kind == "secure" else sockets.insecure_sockets).append(sock)
     from service.app import app  # the supervisor checked the settings
 
-    try:
-        trio.run(_serve, app, config, sockets, args.ready_fd)
-    except BaseException as exc:
-        reason = startup_failure(exc)
-        if reason is None:
-            raise
-        print(f"reserve worker {os.getpid()}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return run_gateway(f"reserve worker {os.getpid()}", _serve, app, config, sockets, args.ready_fd)
 
 
 async def _serve(app: QuartTrio, config: Config, sockets: Sockets, ready_fd: int) -> None:
