@@ -1,5 +1,6 @@
-"""Reading audio: any common file decoded by PyAV (ffmpeg's libraries), mixed down to mono and
-resampled to the session's rate as 16-bit PCM, streamed a chunk at a time; or raw audio as is.
+"""Reading audio: any common file decoded by PyAV (ffmpeg's libraries, through
+``service.media.pcm``), mixed down to mono and resampled to the session's rate as 16-bit PCM,
+streamed a chunk at a time; or raw audio as is.
 
 Decoding everything to LINEAR_PCM keeps byte offsets meaningful, which resending after a
 dropped socket relies on (the server counts the audio it has in bytes).
@@ -12,12 +13,10 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
-
-import av
-import av.error
+from typing import BinaryIO, Protocol
 
 from service.client.errors import UnsupportedAudioError
+from service.media.pcm import DecodeFailed, NoAudioStream, NotMedia, PcmDecoder
 
 RAW_ENCODINGS = ("LINEAR_PCM", "MULAW", "ALAW")
 BYTES_PER_SAMPLE = {"LINEAR_PCM": 2, "MULAW": 1, "ALAW": 1}
@@ -107,61 +106,43 @@ class RawAudio:
         return cls(fmt or AudioFormat(), io.BytesIO(data), name)
 
 
-def _decode_problem(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
-
-
 @dataclass
 class DecodedAudio:
     """A file PyAV can decode, as 16-bit mono PCM at ``format.sample_rate``, a chunk at a time."""
 
     format: AudioFormat
     name: str
-    container: Any
-    stream: Any
+    pcm: PcmDecoder
     closer: Callable[[], None] | None = None
     blocking: bool = False
     warnings: list[str] = field(default_factory=list)
     _decoded: int = 0  # bytes of PCM produced so far
-    _frames: Iterator[Any] | None = None
-    _resampler: Any = None
     _pending: bytearray = field(default_factory=bytearray)
-    _ended: bool = False
-
-    def __post_init__(self) -> None:
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.format.sample_rate)
-        self._frames = self.container.decode(self.stream)
 
     def _decode_more(self) -> None:
-        assert self._frames is not None
         try:
-            frame = next(self._frames, None)
-        except (av.error.FFmpegError, ValueError) as exc:
-            problem = _decode_problem(exc)
+            pcm = self.pcm.next_pcm()
+        except DecodeFailed as exc:
+            problem = str(exc)
             if not self._decoded:
                 hint = " (an M4A/MP4 file cannot be read from a pipe: give its path)" if self.name == "stdin" else ""
                 raise UnsupportedAudioError(f"cannot decode {self.name}: {problem}{hint}") from None
             # a truncated or damaged end: send what was decoded, and say where it stopped
             seconds = self._decoded / self.format.bytes_per_second
             self.warnings.append(f"{self.name}: decoding stopped after {seconds:.1f} s of audio: {problem}")
-            frame = None
-        if frame is None:
-            self._ended = True
-        for out in self._resampler.resample(frame):
-            pcm = out.to_ndarray().tobytes()
-            self._decoded += len(pcm)
-            self._pending += pcm
+            pcm = self.pcm.flush()
+        self._decoded += len(pcm)
+        self._pending += pcm
 
     def read(self, size: int) -> bytes:
-        while len(self._pending) < size and not self._ended:
+        while len(self._pending) < size and not self.pcm.ended:
             self._decode_more()
         data = bytes(self._pending[:size])
         del self._pending[:size]
         return data
 
     def close(self) -> None:
-        self.container.close()
+        self.pcm.close()
         if self.closer is not None:
             self.closer()
             self.closer = None
@@ -177,21 +158,21 @@ def decode(
 ) -> DecodedAudio:
     """Open ``file`` with PyAV and check it holds audio, decoding its first samples."""
     try:
-        container = av.open(file, mode="r")
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        problem = _decode_problem(exc)
-        raise UnsupportedAudioError(f"cannot read {name}: not an audio file ffmpeg can decode ({problem})") from None
-    if not container.streams.audio:
-        container.close()
-        raise UnsupportedAudioError(f"cannot read {name}: not an audio file (ffmpeg finds no audio stream in it)")
+        pcm = PcmDecoder(file, sample_rate)
+    except NotMedia as exc:
+        raise UnsupportedAudioError(f"cannot read {name}: not an audio file ffmpeg can decode ({exc})") from None
+    except NoAudioStream:
+        raise UnsupportedAudioError(
+            f"cannot read {name}: not an audio file (ffmpeg finds no audio stream in it)"
+        ) from None
     fmt = AudioFormat("LINEAR_PCM", sample_rate)
-    audio = DecodedAudio(fmt, name, container, container.streams.audio[0], closer, blocking)
+    audio = DecodedAudio(fmt, name, pcm, closer, blocking)
     try:
         audio._decode_more()  # a file that only looks like audio fails here, before any session
     except BaseException:
         audio.close()
         raise
-    if audio._ended and not audio._pending:
+    if audio.pcm.ended and not audio._pending:
         audio.close()
         raise UnsupportedAudioError(f"cannot read {name}: it holds no audio samples")
     return audio

@@ -1,6 +1,7 @@
 """Uploaded audio in any container ffmpeg reads (WAV, FLAC, MP3, OGG/Opus, ...) as 16 kHz mono
-16-bit PCM, decoded packet by packet with PyAV and resampled with ``av.AudioResampler``: only a
-chunk of decoded audio exists at a time, however long the file.
+16-bit PCM, decoded packet by packet by ``service.media.pcm``: only a chunk of decoded audio
+exists at a time, however long the file. What is the endpoint's own lives here: the duration
+bound, the copy a streamed response decodes, and OpenAI-shaped errors.
 
 ``Decoder.read`` blocks (ffmpeg works in C); callers run it in a worker thread.
 """
@@ -9,13 +10,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
 from typing import IO
 
-import av
-import av.error
-
 from service.errors import BadRequest
+from service.media.pcm import DecodeFailed, NotMedia, PcmDecoder, PcmError
 
 RATE_HZ = 16000
 BYTES_PER_SECOND = RATE_HZ * 2
@@ -52,34 +50,27 @@ class Decoder:
         self._buffer = bytearray()
         self.decoded_bytes = 0
         try:
-            self._container = av.open(file, mode="r")
-        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            self._pcm = PcmDecoder(file, RATE_HZ)
+        except PcmError as exc:
             if copy:
                 file.close()
-            raise UnsupportedFile(f"the file is not audio this gateway can decode: {exc}", param="file") from None
-        streams = self._container.streams.audio
-        if not streams:
-            self.close()
-            raise UnsupportedFile("the file has no audio stream", param="file")
-        declared = self._container.duration  # in av.time_base units, when the container says
-        if declared is not None and declared / av.time_base > max_seconds:
+            if isinstance(exc, NotMedia):
+                raise UnsupportedFile(
+                    f"the file is not audio this gateway can decode: {exc.error}", param="file"
+                ) from None
+            raise UnsupportedFile("the file has no audio stream", param="file") from None
+        declared = self._pcm.declared_seconds
+        if declared is not None and declared > max_seconds:
             self.close()
             raise self._too_long()
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
-        self._frames: Iterator[av.AudioFrame] = self._container.decode(streams[0])
-        self._finished = False
 
     def read(self) -> bytes:
         """The next chunk of PCM (``b""`` at the end); ``UnsupportedFile`` if the file is corrupt."""
         try:
-            while len(self._buffer) < self._chunk and not self._finished:
-                frame = next(self._frames, None)
-                resampled = self._resampler.resample(frame)  # None flushes the resampler
-                for out in resampled:
-                    self._buffer += bytes(out.planes[0])[: out.samples * 2]
-                self._finished = frame is None
-        except av.error.FFmpegError as exc:
-            raise UnsupportedFile(f"the audio could not be decoded: {exc}", param="file") from None
+            while len(self._buffer) < self._chunk and not self._pcm.ended:
+                self._buffer += self._pcm.next_pcm()
+        except DecodeFailed as exc:
+            raise UnsupportedFile(f"the audio could not be decoded: {exc.error}", param="file") from None
         chunk = bytes(self._buffer[: self._chunk])
         del self._buffer[: self._chunk]
         self.decoded_bytes += len(chunk)
@@ -95,6 +86,6 @@ class Decoder:
         return self.decoded_bytes / BYTES_PER_SECOND
 
     def close(self) -> None:
-        self._container.close()
+        self._pcm.close()
         if self._file is not None:
             self._file.close()

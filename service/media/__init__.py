@@ -1,0 +1,1 @@
+"""Media helpers shared by the client and the server."""
