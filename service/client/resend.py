@@ -3,46 +3,29 @@ last confirmed point (a final result), bounded, the oldest dropped first."""
 
 from __future__ import annotations
 
-from collections import deque
+from service.sessions.replay import ReplayBuffer
 
 
-class SentAudio:
+class SentAudio(ReplayBuffer):
     """Audio sent since the server's last confirmed point, bounded: the oldest is dropped first.
 
-    Positions are absolute byte offsets in the session's audio, as the server counts them.
+    The same bounded buffer of absolute offsets as the gateway's replay buffer (positions as the
+    server counts them); the client adds only the question it asks after a reconnect.
     """
 
     def __init__(self, *, max_bytes: int, align: int) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._max_bytes = max(max_bytes, align)
-        self._align = max(1, align)
-        self.start = 0  # offset of the first byte kept
-        self.end = 0  # offset after the last byte sent
-
-    def append(self, audio: bytes) -> None:
-        self._chunks.append(audio)
-        self.end += len(audio)
-        if self.end - self.start > self._max_bytes:
-            self.confirm(self.end - self._max_bytes)
+        super().__init__(max_bytes=max(max_bytes, align), frame_bytes=align)
 
     def confirm(self, offset: int) -> None:
         """Forget audio before ``offset`` (whole samples): the server will not ask for it again."""
-        offset = min(self.end, offset - offset % self._align)
-        while self._chunks and self.start < offset:
-            head = self._chunks[0]
-            if self.start + len(head) <= offset:
-                self._chunks.popleft()
-                self.start += len(head)
-            else:
-                self._chunks[0] = head[offset - self.start :]
-                self.start = offset
+        self.release_to(offset)
 
     def since(self, offset: int) -> tuple[list[bytes], int]:
         """The audio from ``offset`` on, and how many bytes before what is kept were asked for."""
         lost = max(0, self.start - offset)
         skip = max(0, offset - self.start)
         out: list[bytes] = []
-        for chunk in self._chunks:
+        for chunk in self:
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
