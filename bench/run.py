@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile or args.gateway_app != "service.app:app":
             parser.error("--workers N > 1 serves service.app:app without the profiler")
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
-    if not transports or set(transports) - {"threads", "aio"}:
-        parser.error("--transports takes threads and/or aio")
+    if not transports or set(transports) - {"threads", "aio", "h2"}:
+        parser.error("--transports takes threads, aio and/or h2")
     args.out.mkdir(parents=True, exist_ok=True)
     procs.raise_fd_limit()
     if args.gateway_src is not None:

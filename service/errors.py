@@ -192,6 +192,11 @@ def from_grpc(exc: grpc.RpcError) -> ReserveError:
     has_status = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)  # the sync and the asyncio API's errors
     code = exc.code() if has_status else grpc.StatusCode.UNKNOWN
     details = (exc.details() if has_status else None) or str(exc)
+    return from_status(code, details)
+
+
+def from_status(code: grpc.StatusCode | None, details: str) -> ReserveError:
+    """A gRPC status (from any transport) as the error the client can act on."""
     name = code.name if code is not None else "UNKNOWN"
     if code in _GRPC_CLIENT_FAULTS:
         return InvalidConfig(f"Riva rejected the session's settings: {details}", grpc_code=name)

@@ -79,9 +79,13 @@ class Settings(BaseSettings):
         20 * SECONDS, ge=0, description="On SIGTERM, time sessions get to finish before they are finalized"
     )
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
-    riva_transport: Literal["aio", "threads"] = Field(
+    riva_transport: Literal["h2", "aio", "threads"] = Field(
         "aio",
-        description="Riva streams all on one grpc.aio loop (more streams per core), or two threads per session",
+        description="Riva streams on one HTTP/2 connection driven by trio (h2), all on one grpc.aio loop (aio), "
+        "or two threads per session (threads)",
+    )
+    riva_connect_timeout_s: float = Field(
+        5 * SECONDS, gt=0, le=120, description="Deadline for opening a connection to Riva (h2 transport)"
     )
     web_dir: Path | None = Field(None, description="Folder of the browser page; default: web/ beside the code")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")

@@ -6,6 +6,7 @@ and options), for the shared transport, whose event loop opens and owns its own.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 import grpc
@@ -25,6 +26,7 @@ class RivaTarget:
     metadata: tuple[tuple[str, str], ...] = field(repr=False)  # carries the Riva API key
     credentials: grpc.ChannelCredentials | None = field(default=None, repr=False)  # None: plaintext
     options: tuple[tuple[str, int], ...] = ()
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)  # the h2 transport's TLS; None: plaintext
 
     def close(self) -> None:
         self.channel.close()
@@ -61,7 +63,9 @@ def open_target(settings: Settings, uri: str) -> RivaTarget:
         ("grpc.max_reconnect_backoff_ms", 5_000),
     )
     credentials: grpc.ChannelCredentials | None = None
+    ssl_context: ssl.SSLContext | None = None
     if settings.riva_tls:
+        ssl_context = tls_context(settings)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(settings.riva_ssl_root_cert),
             private_key=_read(settings.riva_ssl_client_key),
@@ -71,7 +75,17 @@ def open_target(settings: Settings, uri: str) -> RivaTarget:
     else:
         channel = grpc.insecure_channel(uri, options=options)
     stub = asr_grpc.RivaSpeechRecognitionStub(channel)
-    return RivaTarget(uri, channel, stub, call_metadata(settings), credentials, options)
+    return RivaTarget(uri, channel, stub, call_metadata(settings), credentials, options, ssl_context)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The same trust and client certificate as the gRPC channels, for the h2 transport."""
+    root = settings.riva_ssl_root_cert
+    context = ssl.create_default_context(cafile=str(root) if root is not None else None)
+    if settings.riva_ssl_client_cert is not None and settings.riva_ssl_client_key is not None:
+        context.load_cert_chain(settings.riva_ssl_client_cert, settings.riva_ssl_client_key)
+    context.set_alpn_protocols(["h2"])
+    return context
 
 
 def open_aio_channel(target: RivaTarget) -> grpc.aio.Channel:

@@ -68,6 +68,22 @@ async def open_transport(settings: Settings, targets: Iterable[RivaTarget]) -> A
 
         yield ThreadTransport(limiter)
         return
+    if settings.riva_transport == "h2":
+        from service.riva.h2_transport import H2Transport
+
+        async with trio.open_nursery() as nursery:
+            h2 = H2Transport(
+                limiter,
+                targets,
+                connect_timeout_s=settings.riva_connect_timeout_s,
+                keepalive_s=settings.riva_keepalive_s,
+            )
+            await nursery.start(h2.run)
+            try:
+                yield h2
+            finally:
+                nursery.cancel_scope.cancel()
+        return
     from service.riva.aio_bridge import AioTransport
 
     async with trio.open_nursery() as nursery:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.redis_server import RedisServer, running_redis
 
-TRANSPORTS = ("threads", "aio")
+TRANSPORTS = ("threads", "aio", "h2")
 SHARED_MODE = "aio+redis"
 # run in shared mode too; the shared-state tests themselves start their own Redis and run once
 BOTH_MODES = {"test_streaming", "test_security", "test_limits", "test_reliability"}

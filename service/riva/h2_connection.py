@@ -1,0 +1,411 @@
+"""gRPC over one HTTP/2 connection, spoken by trio itself (the ``h2`` transport's wire).
+
+Why not ``grpc.aio``: it runs on an asyncio loop in another thread, so every chunk crosses
+threads twice (a pipe write and a wake-up each way) and the two threads take turns on the
+GIL. Here every call to a target is a stream of one HTTP/2 connection (the ``h2`` library
+keeps the protocol's state, flow control included), and the connection is three trio
+tasks: one reads and dispatches frames (a response is decoded and handed to its call in
+the same step), one writes whatever h2 has queued, once per scheduling tick for every
+stream at once, and one pings Riva while calls are open, so a silent peer is found.
+
+A call that the connection can no longer carry (the socket failed, Riva went away or sent
+GOAWAY) ends with UNAVAILABLE, which sessions treat as retryable; the next call opens a new
+connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import struct
+import urllib.parse
+from collections.abc import Callable
+from typing import Final
+
+import grpc
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import trio
+
+from service.errors import ReserveError, UpstreamUnavailable, from_status
+from service.riva.channel import MAX_MESSAGE_BYTES, RivaTarget
+
+log = logging.getLogger("reserve.riva")
+
+_PREFIX: Final = struct.Struct(">?I")  # gRPC's length prefix: compressed flag, message length
+RECEIVE_BYTES = 256 * 1024
+WRITE_TIMEOUT_S = 10.0  # a Riva that takes no bytes this long is gone
+PING_TIMEOUT_S = 10.0
+_RESET_STATUS: Final = {
+    h2.errors.ErrorCodes.REFUSED_STREAM: grpc.StatusCode.UNAVAILABLE,
+    h2.errors.ErrorCodes.CANCEL: grpc.StatusCode.CANCELLED,
+    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    h2.errors.ErrorCodes.INADEQUATE_SECURITY: grpc.StatusCode.PERMISSION_DENIED,
+}
+_HTTP_STATUS: Final = {  # gRPC's mapping of HTTP statuses a proxy may answer with
+    "400": grpc.StatusCode.INTERNAL,
+    "401": grpc.StatusCode.UNAUTHENTICATED,
+    "403": grpc.StatusCode.PERMISSION_DENIED,
+    "404": grpc.StatusCode.UNIMPLEMENTED,
+    "429": grpc.StatusCode.UNAVAILABLE,
+    "502": grpc.StatusCode.UNAVAILABLE,
+    "503": grpc.StatusCode.UNAVAILABLE,
+    "504": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class Call:
+    """One gRPC call: an HTTP/2 stream of the connection. Every method runs in trio, none
+    blocks; ``finished`` is set once Riva's status (or the reason there is none) is in."""
+
+    def __init__(self, connection: Connection, stream_id: int, on_message: Callable[[bytes], None]) -> None:
+        self.stream_id = stream_id
+        self.finished = trio.Event()
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+        self._connection = connection
+        self._on_message = on_message
+        self._inbox = bytearray()
+        self._outbox: collections.deque[bytes] = collections.deque()  # framed messages not yet in h2
+        self._offset = 0  # of the outbox's first message, already in h2
+        self._half_close = False  # asked for: end the stream once the outbox is out
+        self._sent_end = False
+        self._room: trio.Event | None = None
+        self._room_limit = 0
+
+    # -- the caller's side ------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Messages not yet handed to h2 (Riva's flow-control window is closed on them)."""
+        return len(self._outbox)
+
+    def send_message(self, payload: bytes) -> None:
+        self._outbox.append(_PREFIX.pack(False, len(payload)) + payload)
+        self._pump()
+
+    async def wait_room(self, limit: int) -> None:
+        """Until fewer than ``limit`` messages wait for Riva's window (or the call is over)."""
+        while len(self._outbox) >= limit and not self.finished.is_set():
+            room = self._room = trio.Event()
+            self._room_limit = limit
+            await room.wait()
+
+    def close_send(self) -> None:
+        self._half_close = True
+        self._pump()
+
+    def cancel(self) -> None:
+        """From a caller that no longer wants the answer: reset the stream."""
+        if not self.finished.is_set():
+            self._connection.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._finish(grpc.StatusCode.CANCELLED, "cancelled by the gateway")
+
+    def error(self) -> ReserveError | None:
+        if self.code is None or self.code == grpc.StatusCode.OK:
+            return None
+        return from_status(self.code, self.details)
+
+    # -- the connection's side ----------------------------------------------------------
+    def _pump(self) -> None:
+        """Hand h2 as much of the outbox as Riva's flow-control window takes."""
+        if self._sent_end or self.finished.is_set():
+            return
+        h2conn = self._connection.h2
+        try:
+            while self._outbox:
+                head = self._outbox[0]
+                size = min(
+                    h2conn.local_flow_control_window(self.stream_id),
+                    h2conn.max_outbound_frame_size,
+                    len(head) - self._offset,
+                )
+                if size <= 0:
+                    break
+                end = self._offset + size
+                h2conn.send_data(self.stream_id, head if size == len(head) else head[self._offset : end])
+                if end < len(head):
+                    self._offset = end
+                    continue
+                self._outbox.popleft()
+                self._offset = 0
+            if self._half_close and not self._outbox:
+                h2conn.end_stream(self.stream_id)
+                self._sent_end = True
+        except h2.exceptions.StreamClosedError:  # Riva ended the call first: its status says how
+            self._outbox.clear()
+            self._sent_end = True
+        self._connection.mark_dirty()
+        room = self._room
+        if room is not None and len(self._outbox) < self._room_limit:
+            self._room = None
+            room.set()
+
+    def _data(self, data: bytes) -> None:
+        inbox = self._inbox
+        inbox += data
+        while len(inbox) >= _PREFIX.size and not self.finished.is_set():
+            compressed, length = _PREFIX.unpack_from(inbox)
+            if compressed or length > MAX_MESSAGE_BYTES:
+                why = "a compressed message" if compressed else f"a message of {length} bytes"
+                self._fail_here(grpc.StatusCode.INTERNAL, f"Riva sent {why}")
+                return
+            if len(inbox) < _PREFIX.size + length:
+                return
+            message = bytes(inbox[_PREFIX.size : _PREFIX.size + length])
+            del inbox[: _PREFIX.size + length]
+            try:
+                self._on_message(message)
+            except Exception as exc:  # one call's unreadable answer must not end the others'
+                log.exception("a Riva response could not be handled")
+                self._fail_here(grpc.StatusCode.INTERNAL, f"unreadable answer from Riva: {type(exc).__name__}")
+
+    def _headers(self, headers: list[tuple[bytes, bytes]], *, trailers: bool) -> None:
+        fields = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+        status = fields.get("grpc-status")
+        if status is not None:
+            code = _code(status)
+            self._finish(code, urllib.parse.unquote(fields.get("grpc-message", "")))
+        elif not trailers and fields.get(":status", "200") != "200":
+            http = fields[":status"]
+            self._fail_here(_HTTP_STATUS.get(http, grpc.StatusCode.UNKNOWN), f"Riva answered HTTP {http}")
+        elif trailers:
+            self._finish(grpc.StatusCode.INTERNAL, "Riva's trailers carry no grpc-status")
+
+    def _ended(self) -> None:
+        self._finish(grpc.StatusCode.INTERNAL, "Riva ended the call without a status")
+
+    def _reset(self, error_code: int) -> None:
+        try:
+            name = h2.errors.ErrorCodes(error_code).name
+        except ValueError:
+            name = str(error_code)
+        code = _RESET_STATUS.get(error_code, grpc.StatusCode.INTERNAL)  # type: ignore[call-overload]
+        self._finish(code, f"Riva reset the stream ({name})")
+
+    def _fail_here(self, code: grpc.StatusCode, details: str) -> None:
+        self._connection.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self._finish(code, details)
+
+    def _finish(self, code: grpc.StatusCode, details: str) -> None:
+        if self.finished.is_set():
+            return
+        self.code, self.details = code, details
+        self._outbox.clear()
+        self.finished.set()
+        if self._room is not None:
+            self._room.set()
+        self._connection.forget(self)
+
+
+class Connection:
+    """One HTTP/2 connection to a target, and the tasks that drive it (``run``)."""
+
+    def __init__(self, target: RivaTarget, *, connect_timeout_s: float, keepalive_s: float) -> None:
+        self.target = target
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False)
+        )
+        self.closing = False  # no new calls: it failed, or Riva said GOAWAY
+        self._connect_timeout_s = connect_timeout_s
+        self._keepalive_s = keepalive_s
+        self._calls: dict[int, Call] = {}
+        self._dirty = trio.Event()
+        self._pong = trio.Event()
+        self._done = trio.Event()
+        self._scheme = b"https" if target.ssl_context is not None else b"http"
+        self._base_headers = [
+            (b":method", b"POST"),
+            (b":scheme", self._scheme),
+            (b":authority", target.uri.encode()),
+        ]
+        self._call_headers = [
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+            (b"user-agent", b"reserve-h2"),
+            *((name.encode(), value.encode()) for name, value in target.metadata),
+        ]
+
+    @property
+    def usable(self) -> bool:
+        return not self.closing
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect (raising UpstreamUnavailable if that fails), then serve the calls until the
+        connection ends; a failure ends the calls, never the caller's nursery."""
+        stream = await self._connect()
+        self.h2.initiate_connection()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guard, self._write_loop, stream)
+                nursery.start_soon(self._guard, self._read_loop, stream)
+                nursery.start_soon(self._guard, self._keepalive)
+                self.mark_dirty()
+                task_status.started()
+                await self._done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.fail_all("the connection to Riva closed")
+            await _close(stream)
+
+    def open_call(self, path: bytes, on_message: Callable[[bytes], None]) -> Call:
+        if self.closing:
+            raise UpstreamUnavailable("the connection to Riva is closing; retry")
+        try:
+            stream_id = self.h2.get_next_available_stream_id()
+            headers = [*self._base_headers, (b":path", path), *self._call_headers]
+            self.h2.send_headers(stream_id, headers)
+        except (h2.exceptions.NoAvailableStreamIDError, h2.exceptions.TooManyStreamsError) as exc:
+            self.closing = True  # the next call gets a fresh connection
+            raise UpstreamUnavailable(f"Riva's connection takes no more streams ({type(exc).__name__})") from None
+        call = self._calls[stream_id] = Call(self, stream_id, on_message)
+        self.mark_dirty()
+        return call
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except h2.exceptions.ProtocolError:  # already closed on both sides
+            return
+        self.mark_dirty()
+
+    def forget(self, call: Call) -> None:
+        self._calls.pop(call.stream_id, None)
+        if self.closing and not self._calls:
+            self._done.set()
+
+    def fail_all(self, reason: str) -> None:
+        self.closing = True
+        for call in list(self._calls.values()):
+            call._finish(grpc.StatusCode.UNAVAILABLE, reason)
+        self._done.set()
+
+    # -- the three tasks -------------------------------------------------------------------
+    async def _guard(self, loop: Callable[..., object], *args: object) -> None:
+        try:
+            await loop(*args)  # type: ignore[misc]
+        except Exception as exc:  # the socket, the peer or the protocol failed: end every call
+            reason = f"lost the connection to Riva ({type(exc).__name__}: {exc})"
+            log.warning("%s at %s", reason, self.target.uri)
+            self.fail_all(reason)
+
+    async def _write_loop(self, stream: trio.abc.Stream) -> None:
+        """One write per scheduling tick carries whatever every call queued meanwhile."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            data = self.h2.data_to_send()
+            if data:
+                with trio.fail_after(WRITE_TIMEOUT_S):
+                    await stream.send_all(data)
+
+    async def _read_loop(self, stream: trio.abc.Stream) -> None:
+        calls = self._calls
+        while True:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                raise ConnectionError("Riva closed the connection")
+            for event in self.h2.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    call = calls.get(event.stream_id)
+                    if call is not None:
+                        call._data(event.data)
+                elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    call = calls.get(event.stream_id)
+                    if call is not None:
+                        call._headers(event.headers, trailers=isinstance(event, h2.events.TrailersReceived))
+                elif isinstance(event, h2.events.StreamEnded):
+                    call = calls.get(event.stream_id)
+                    if call is not None:
+                        call._ended()
+                elif isinstance(event, h2.events.StreamReset):
+                    call = calls.get(event.stream_id)
+                    if call is not None:
+                        call._reset(event.error_code)
+                elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+                    sid = getattr(event, "stream_id", 0)
+                    for call in [calls[sid]] if sid in calls else list(calls.values()):
+                        call._pump()
+                elif isinstance(event, h2.events.PingAckReceived):
+                    self._pong.set()
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    self._goaway(event.last_stream_id or 0)
+            self.mark_dirty()  # acknowledgements, window updates, pings' answers
+
+    async def _keepalive(self) -> None:
+        """Ping while calls are open (a gRPC server may refuse pings when there are none)."""
+        while True:
+            await trio.sleep(self._keepalive_s)
+            if not self._calls:
+                continue
+            self._pong = trio.Event()
+            self.h2.ping(os.urandom(8))
+            self.mark_dirty()
+            with trio.move_on_after(PING_TIMEOUT_S):
+                await self._pong.wait()
+            if not self._pong.is_set():
+                raise TimeoutError(f"Riva did not answer a keepalive ping within {PING_TIMEOUT_S:g} s")
+
+    def _goaway(self, last_stream_id: int) -> None:
+        """Riva is going away: calls it never took end retryable, the others may finish."""
+        self.closing = True
+        for call in list(self._calls.values()):
+            if call.stream_id > last_stream_id:
+                call._finish(grpc.StatusCode.UNAVAILABLE, "Riva is going away (GOAWAY)")
+        if not self._calls:
+            self._done.set()
+
+    async def _connect(self) -> trio.abc.Stream:
+        host, port = _host_port(self.target.uri)
+        stream: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(self._connect_timeout_s):
+                stream = await trio.open_tcp_stream(host, port)
+                if self.target.ssl_context is None:
+                    return stream
+                stream = tls = trio.SSLStream(stream, self.target.ssl_context, server_hostname=host)
+                await tls.do_handshake()
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            await _close(stream)
+            why = "timed out" if isinstance(exc, trio.TooSlowError) else f"{type(exc).__name__}: {exc}"
+            raise UpstreamUnavailable(f"cannot connect to Riva at {self.target.uri} ({why})") from None
+        except BaseException:
+            await _close(stream)
+            raise
+        if tls.selected_alpn_protocol() != "h2":
+            await _close(stream)
+            raise UpstreamUnavailable(f"Riva at {self.target.uri} does not speak HTTP/2 over TLS")
+        return tls
+
+
+async def _close(stream: trio.abc.Stream | None) -> None:
+    if stream is not None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            await trio.aclose_forcefully(stream)
+
+
+def _code(status: str) -> grpc.StatusCode:
+    try:
+        number = int(status)
+    except ValueError:
+        return grpc.StatusCode.UNKNOWN
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def _host_port(uri: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` (gRPC's ``dns:///`` prefix allowed)."""
+    address = uri.removeprefix("dns:///").removeprefix("dns:")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UpstreamUnavailable(f"Riva's address must be host:port, got {uri!r}")
+    return host.strip("[]"), int(port)
