@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-fake-riva", action="store_true", help="thread-per-stream fake_riva instead of grpc.aio")
     parser.add_argument(
         "--transports",
-        default="threads,aio",
+        default="threads,aio,h2",
         help="gateway Riva transports to compare, comma-separated (default %(default)s)",
     )
     parser.add_argument("--keep-going", action="store_true", help="do not stop the sweep at the first broken N")

@@ -275,8 +275,10 @@ class FakeRiva:
         faults: Mapping[str, str] | None = None,
         tls: tuple[bytes, bytes, bytes | None] | None = None,
         custom_defaults: Mapping[str, str] | None = None,
+        http2_max_streams: int | None = None,
     ) -> None:
         self.stats = ServerStats()
+        self._http2_max_streams = http2_max_streams  # SETTINGS_MAX_CONCURRENT_STREAMS per connection
         self._custom_defaults = custom_defaults
         self._factory = get_factory(recognizer)
         self.models = catalogue(recognizer)
@@ -295,6 +297,9 @@ class FakeRiva:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_streams, thread_name_prefix="fake-riva"),
             maximum_concurrent_rpcs=self._max_streams,
+            options=[]
+            if self._http2_max_streams is None
+            else [("grpc.max_concurrent_streams", self._http2_max_streams)],
         )
         asr_grpc.add_RivaSpeechRecognitionServicer_to_server(
             RivaASRServicer(

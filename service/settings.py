@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     )
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
     riva_transport: Literal["h2", "aio", "threads"] = Field(
-        "aio",
+        "h2",
         description="Riva streams on one HTTP/2 connection driven by trio (h2), all on one grpc.aio loop (aio), "
         "or two threads per session (threads)",
     )

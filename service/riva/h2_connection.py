@@ -216,6 +216,8 @@ class Connection:
         self._dirty = trio.Event()
         self._pong = trio.Event()
         self._done = trio.Event()
+        self._settled = trio.Event()
+        self._failure: str | None = None
         self._scheme = b"https" if target.ssl_context is not None else b"http"
         self._base_headers = [
             (b":method", b"POST"),
@@ -233,23 +235,38 @@ class Connection:
     def usable(self) -> bool:
         return not self.closing
 
+    @property
+    def has_room(self) -> bool:
+        """Below Riva's limit of concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS)."""
+        return self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect (raising UpstreamUnavailable if that fails), then serve the calls until the
-        connection ends; a failure ends the calls, never the caller's nursery."""
+        """Connect and exchange settings (raising UpstreamUnavailable if that fails within the
+        connect deadline), then serve the calls until the connection ends; a failure then ends
+        the calls, never the caller's nursery."""
         stream = await self._connect()
         self.h2.initiate_connection()
+        refused: str | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guard, self._write_loop, stream)
                 nursery.start_soon(self._guard, self._read_loop, stream)
-                nursery.start_soon(self._guard, self._keepalive)
                 self.mark_dirty()
-                task_status.started()
-                await self._done.wait()
-                nursery.cancel_scope.cancel()
+                with trio.move_on_after(self._connect_timeout_s):
+                    await self._settled.wait()  # Riva's SETTINGS: its stream limit is known
+                if self.closing or not self._settled.is_set():
+                    refused = self._failure or "no HTTP/2 settings in time"
+                    nursery.cancel_scope.cancel()
+                else:
+                    nursery.start_soon(self._guard, self._keepalive)
+                    task_status.started()
+                    await self._done.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self.fail_all("the connection to Riva closed")
             await _close(stream)
+        if refused is not None:
+            raise UpstreamUnavailable(f"Riva at {self.target.uri} did not start HTTP/2 ({refused})")
 
     def open_call(self, path: bytes, on_message: Callable[[bytes], None]) -> Call:
         if self.closing:
@@ -258,9 +275,11 @@ class Connection:
             stream_id = self.h2.get_next_available_stream_id()
             headers = [*self._base_headers, (b":path", path), *self._call_headers]
             self.h2.send_headers(stream_id, headers)
-        except (h2.exceptions.NoAvailableStreamIDError, h2.exceptions.TooManyStreamsError) as exc:
-            self.closing = True  # the next call gets a fresh connection
-            raise UpstreamUnavailable(f"Riva's connection takes no more streams ({type(exc).__name__})") from None
+        except h2.exceptions.NoAvailableStreamIDError:
+            self.closing = True  # every stream id is spent: the next call gets a fresh connection
+            raise UpstreamUnavailable("Riva's connection has no stream ids left; retry") from None
+        except h2.exceptions.TooManyStreamsError:  # Riva lowered its limit since ``has_room`` said yes
+            raise UpstreamUnavailable("Riva's connection takes no more streams; retry") from None
         call = self._calls[stream_id] = Call(self, stream_id, on_message)
         self.mark_dirty()
         return call
@@ -282,6 +301,7 @@ class Connection:
 
     def fail_all(self, reason: str) -> None:
         self.closing = True
+        self._settled.set()
         for call in list(self._calls.values()):
             call._finish(grpc.StatusCode.UNAVAILABLE, reason)
         self._done.set()
@@ -291,7 +311,8 @@ class Connection:
         try:
             await loop(*args)  # type: ignore[misc]
         except Exception as exc:  # the socket, the peer or the protocol failed: end every call
-            reason = f"lost the connection to Riva ({type(exc).__name__}: {exc})"
+            self._failure = f"{type(exc).__name__}: {exc}"
+            reason = f"lost the connection to Riva ({self._failure})"
             log.warning("%s at %s", reason, self.target.uri)
             self.fail_all(reason)
 
@@ -330,6 +351,7 @@ class Connection:
                     if call is not None:
                         call._reset(event.error_code)
                 elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+                    self._settled.set()
                     sid = getattr(event, "stream_id", 0)
                     for call in [calls[sid]] if sid in calls else list(calls.values()):
                         call._pump()

@@ -39,7 +39,7 @@ class H2Transport:
         self._targets = list(targets)
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
-        self._connections: dict[str, Connection] = {}
+        self._connections: dict[str, list[Connection]] = collections.defaultdict(list)
         self._opening: dict[str, trio.Lock] = collections.defaultdict(trio.Lock)
         self._nursery: trio.Nursery | None = None
 
@@ -51,20 +51,26 @@ class H2Transport:
             await trio.sleep_forever()
 
     async def connection(self, target: RivaTarget) -> Connection:
-        """The target's live connection, opening one if there is none (UpstreamUnavailable if
-        Riva cannot be reached within the connect timeout)."""
-        current = self._connections.get(target.uri)
-        if current is not None and current.usable:
-            return current
+        """A live connection to the target with room for one more stream, opening one if
+        there is none (UpstreamUnavailable if Riva cannot be reached within the deadline).
+        A Riva that limits streams per connection gets as many connections as it takes."""
+        found = self._with_room(target)
+        if found is not None:
+            return found
         async with self._opening[target.uri]:
-            current = self._connections.get(target.uri)
-            if current is not None and current.usable:
-                return current
+            found = self._with_room(target)
+            if found is not None:
+                return found
             assert self._nursery is not None, "the transport is not running"
             connection = Connection(target, connect_timeout_s=self._connect_timeout_s, keepalive_s=self._keepalive_s)
             await self._nursery.start(connection.run)
-            self._connections[target.uri] = connection
+            self._connections[target.uri].append(connection)
             return connection
+
+    def _with_room(self, target: RivaTarget) -> Connection | None:
+        pool = self._connections[target.uri]
+        pool[:] = [connection for connection in pool if connection.usable]
+        return next((connection for connection in pool if connection.has_room), None)
 
     def open_stream(
         self,
@@ -89,7 +95,7 @@ class H2Transport:
             finally:
                 call.cancel()  # a no-op once finished
         if scope.cancelled_caught:
-            raise UpstreamTimeout(f"Riva did not answer within {timeout_s:g} s")
+            raise UpstreamTimeout(f"Riva did not answer within {timeout_s:.2g} s")
         error = call.error()
         if error is not None:
             raise error
@@ -168,4 +174,3 @@ class H2Stream:
         self.responses += 1
         self.unanswered_since = None
         self._on_results(results)
-

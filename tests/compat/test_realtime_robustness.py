@@ -41,7 +41,7 @@ def vad_transcripts(gateway: Gateway, audio: bytes, turns: int) -> list[Any]:
     return events
 
 
-@pytest.mark.parametrize("transport", ["aio", "threads"])
+@pytest.mark.parametrize("transport", ["h2", "aio", "threads"])
 async def test_riva_failing_mid_connection_loses_and_repeats_nothing(transport: str) -> None:
     faults = {
         "fake.words_in_audio": "true",

@@ -1,5 +1,5 @@
 """Every end-to-end test runs once per Riva transport (RESERVE_RIVA_TRANSPORT), and the
-streaming, resume, security, limits and reliability tests also in shared mode ("aio+redis":
+streaming, resume, security, limits and reliability tests also in shared mode ("h2+redis":
 RESERVE_REDIS_URL set, a real redis-server, and every gateway two instances: REST and events
 on one, audio on the other; see ``tests.harness.running_gateway``).
 
@@ -16,7 +16,7 @@ import pytest
 from tests.redis_server import RedisServer, running_redis
 
 TRANSPORTS = ("threads", "aio", "h2")
-SHARED_MODE = "aio+redis"
+SHARED_MODE = "h2+redis"
 # run in shared mode too; the shared-state tests themselves start their own Redis and run once
 BOTH_MODES = {"test_streaming", "test_security", "test_limits", "test_reliability"}
 SHARED_ONLY = {"test_shared_state", "test_shared_failover"}
@@ -30,12 +30,12 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Shared mode only where it is asked for; the shared-state modules once, on aio."""
+    """Shared mode only where it is asked for; the shared-state modules once, on h2 (the default)."""
     if "riva_transport" not in metafunc.fixturenames:
         return
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in SHARED_ONLY:
-        modes: tuple[str, ...] = ("aio",)
+        modes: tuple[str, ...] = ("h2",)
     elif module in BOTH_MODES:
         modes = (*TRANSPORTS, SHARED_MODE)
     else:

@@ -109,7 +109,7 @@ async def test_riva_ending_a_stream_early_while_audio_flows_is_not_a_failure(gat
     assert events.events[-1].data == {"reason": "finished"}
 
 
-@pytest.mark.modes("aio")  # grpc.aio's quirk; the threads transport takes ~10 s at this load
+@pytest.mark.modes("aio", "h2")  # grpc.aio's quirk; the threads transport takes ~10 s at this load
 async def test_many_streams_ended_early_by_riva_at_once_are_none_of_them_failures(gateway: Gateway) -> None:
     # with many streams writing when Riva ends them, some write is always in flight at the end:
     # grpc.aio turned that write's refusal into INTERNAL and lost Riva's own status (OK), so

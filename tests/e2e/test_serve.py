@@ -21,7 +21,7 @@ from tests.harness import SERVE, EventCollector, Gateway, poll_until, read_event
 from tests.redis_server import RedisServer, redis_server
 from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
 
-pytestmark = pytest.mark.modes("aio")  # processes and signals: the Riva transport is beside the point
+pytestmark = pytest.mark.modes("h2")  # processes and signals: the Riva transport is beside the point
 
 __all__ = ["redis_server"]  # a fixture, used by name
 

@@ -1,6 +1,7 @@
 """What tells the two Riva transports apart, and what both promise when the gateway stops.
 
-``threads`` spends threads per live stream; ``aio`` runs every stream on one loop thread.
+``threads`` spends threads per live stream; ``aio`` runs every stream on one loop thread;
+``h2`` runs every stream on the gateway's own trio thread.
 Either way, stopping the gateway mid-stream ends every Riva call and every thread it
 started: the transport is owned by the gateway's nursery.
 """
@@ -49,7 +50,7 @@ async def test_stopping_the_gateway_mid_stream_ends_every_call_and_thread(
         added = busy_thread_count() - started
         if riva_transport == "threads":  # a response-iterating worker and a request thread each
             assert added >= 2 * STREAMS
-        else:  # the loop thread and grpc.aio's poller exist from the start
+        else:  # aio: the loop thread and grpc.aio's poller exist from the start; h2: no thread at all
             assert added == 0
         # hypercorn stops serving (here abruptly: SIGTERM's drain is test_shutdown's case), then the
         # app's lifespan stops the gateway, which cancels the sessions and closes the transport

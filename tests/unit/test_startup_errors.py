@@ -57,7 +57,7 @@ def test_hypercorn_with_bad_values_says_only_that(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{PREFIX}RESERVE_MAX_SESSIONS='lots': Input should be a valid integer, unable to parse string as an integer",
-        f"{PREFIX}RESERVE_RIVA_TRANSPORT='carrier-pigeon': Input should be 'aio' or 'threads'",
+        f"{PREFIX}RESERVE_RIVA_TRANSPORT='carrier-pigeon': Input should be 'h2', 'aio' or 'threads'",
     ]
 
 
