@@ -7,12 +7,13 @@ SHA-256 digests, so Redis never holds a credential.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from service.errors import Forbidden, TooManyReaders, Unauthorized
 from service.sessions.config import RecognitionSettings
@@ -53,7 +54,7 @@ def dynamic_fields(session: Session) -> dict[str, str]:
         "final_text": session.final_text,
         "seq": str(session.seq),
         "covered": str(session.covered_bytes),
-        "counters": json.dumps(dataclasses.asdict(session.counters), separators=(",", ":")),
+        "counters": msgspec.json.encode(session.counters).decode(),  # dataclasses.asdict cost 10x
         "attached": "1" if session.audio_attached else "",
         "handed_over": "1" if session.handed_over else "",  # its owner let go of it (a move, not a takeover)
     }

@@ -78,6 +78,7 @@ class RedisHub:
         self.admit_script = self.client.register_script(scripts.ADMIT)
         self.logs: dict[str, RedisEventLog] = {}
         self._publish_wake = trio.Event()
+        self._dirty: set[RedisEventLog] = set()  # logs with something to write
         self._follow_wake = trio.Event()
         self.on_control: ControlHandler | None = None
         self.on_fenced: FencedHandler | None = None
@@ -150,7 +151,9 @@ class RedisHub:
         """The next write of this session's record carries every field (a new record)."""
         self._whole_record.add(session_id)
 
-    def wake_publisher(self) -> None:
+    def wake_publisher(self, event_log: RedisEventLog) -> None:
+        """``event_log`` has something to write: it goes in the next batch."""
+        self._dirty.add(event_log)
         self._publish_wake.set()
 
     def wake_follower(self) -> None:
@@ -170,7 +173,8 @@ class RedisHub:
             await self._publish_wake.wait()
             self._publish_wake = trio.Event()
             await trio.sleep(backoff or interval)  # let a batch gather
-            dirty = [event_log for event_log in self.logs.values() if event_log.dirty]
+            dirty = [event_log for event_log in self._dirty if event_log.dirty]
+            self._dirty.clear()  # what changes during the round trip marks itself again
             if not dirty:
                 continue
             try:
@@ -178,6 +182,7 @@ class RedisHub:
                     await self._publish(dirty[start : start + MAX_BATCH_SESSIONS])
                 backoff = 0.0
             except RedisUnavailable:
+                self._dirty.update(dirty)
                 backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
                 self._check_outage(dirty)
                 self._publish_wake.set()  # try again after the backoff
@@ -211,7 +216,7 @@ class RedisHub:
             elif status == "MISSING":  # Redis lost the record (restarted without persistence)
                 log.warning("session %s: Redis lost its record; writing it again", sid)
                 self._whole_record.add(sid)
-                self._publish_wake.set()
+                self.wake_publisher(event_log)
             else:  # FENCED or CONFLICT: another instance owns the session now
                 log.warning("session %s: Redis refused our append (%s); another instance owns it", sid, status)
                 event_log.disown()

@@ -20,8 +20,11 @@ from service.events.log import EVENT_OVERHEAD_BYTES, Event, HistoryLost
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 
 
+RECORD_REFRESH_S = 5.0  # the whole record is written again this often (a Redis restored from an older save)
+
+
 class Hub(Protocol):
-    def wake_publisher(self) -> None: ...
+    def wake_publisher(self, event_log: RedisEventLog) -> None: ...
 
     def wake_follower(self) -> None: ...
 
@@ -44,6 +47,8 @@ class RedisEventLog:
         self._state: Callable[[], dict[str, str]] | None = None  # owner: the record changed since the last write
         self._taken_state: Callable[[], dict[str, str]] | None = None  # what the publisher is writing now
         self._static: dict[str, str] = {}  # the record's fields that never change
+        self._written: dict[str, str] = {}  # the record's fields as last written: only changes go out
+        self._written_at = 0.0
         self._close_requested = False
         self._closed = False
         self._changed = trio.Event()
@@ -101,6 +106,7 @@ class RedisEventLog:
             self._reset(last_id)
         self.owned = True
         self._static = static
+        self._written = {}
 
     def disown(self) -> None:
         """Another process owns it now: what was not written is not ours to write."""
@@ -109,6 +115,7 @@ class RedisEventLog:
         self._pending_bytes = 0
         self.pending_since = None
         self._state = None
+        self._written = {}
         self._close_requested = self._closed
         self._hub.wake_follower()
         self._wake()
@@ -122,7 +129,7 @@ class RedisEventLog:
         self._pending_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
         if self.pending_since is None:
             self.pending_since = trio.current_time()
-        self._hub.wake_publisher()
+        self._hub.wake_publisher(self)
         return event
 
     def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
@@ -130,7 +137,7 @@ class RedisEventLog:
             self._state = snapshot
             if self.pending_since is None:
                 self.pending_since = trio.current_time()
-            self._hub.wake_publisher()
+            self._hub.wake_publisher(self)
 
     def close(self) -> None:
         self._close_requested = True
@@ -140,7 +147,7 @@ class RedisEventLog:
 
     async def drained(self, timeout_s: float) -> bool:
         """Whether everything appended (and the record) got to Redis within ``timeout_s``."""
-        self._hub.wake_publisher()
+        self._hub.wake_publisher(self)
         with trio.move_on_after(timeout_s):
             while self.dirty:
                 await self._changed.wait()
@@ -152,15 +159,24 @@ class RedisEventLog:
         return self.owned and (bool(self._pending) or self._state is not None)
 
     def take_batch(self, *, whole_record: bool) -> tuple[int, list[Event], dict[str, str]]:
-        """What the publisher writes next: the first id, the events, the record's fields."""
+        """What the publisher writes next: the first id, the events, and the record's fields
+        that changed since they were last written (all of them now and then, and after Redis
+        lost the record)."""
         self._taken_state = self._state
         fields = self._state() if self._state is not None else {}
+        now = trio.current_time()
         if whole_record:
             fields = {**self._static, **fields}
+        elif now - self._written_at < RECORD_REFRESH_S:
+            written = self._written
+            fields = {name: value for name, value in fields.items() if written.get(name) != value}
+        else:
+            self._written_at = now
         return self._committed + 1, list(self._pending), fields
 
     def committed(self, events: list[Event], fields: dict[str, str]) -> None:
         """The publisher wrote ``events`` (the oldest pending ones) and ``fields``."""
+        self._written.update(fields)
         del self._pending[: len(events)]
         self._pending_bytes = sum(len(e.frame) + EVENT_OVERHEAD_BYTES for e in self._pending)
         if self._state is self._taken_state:  # nothing newer was noted meanwhile

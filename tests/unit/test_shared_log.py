@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from service.events import sse
 from service.events.log import Event, HistoryLost
-from service.shared.redis_log import RedisEventLog
+from service.shared.redis_log import RECORD_REFRESH_S, RedisEventLog
 
 
 class StoredStream:
@@ -18,7 +19,7 @@ class StoredStream:
         self.events: list[Event] = []
         self.publisher_wakes = 0
 
-    def wake_publisher(self) -> None:
+    def wake_publisher(self, event_log: RedisEventLog) -> None:
         self.publisher_wakes += 1
 
     def wake_follower(self) -> None:
@@ -51,6 +52,29 @@ async def test_the_owners_appends_are_seen_only_once_written() -> None:
     assert first == 3
     log.committed(events, fields)
     assert log.closed and not log.dirty and log.size_bytes == 0
+
+
+async def test_only_the_record_fields_that_changed_are_written_and_now_and_then_all_of_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stored = StoredStream()
+    log = RedisEventLog("s", stored, window_bytes=1 << 20)
+    log.own(0, {"token_hash": "x"})
+    record = {"state": "streaming", "seq": "1", "counters": "{}"}
+    log.note_state(lambda: dict(record))
+    _, events, fields = log.take_batch(whole_record=False)
+    assert fields == record, "the first write after taking ownership carries every field"
+    log.committed(events, fields)
+    record["seq"] = "2"
+    log.note_state(lambda: dict(record))
+    _, events, fields = log.take_batch(whole_record=False)
+    assert fields == {"seq": "2"}
+    log.committed(events, fields)
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=True)[2] == {"token_hash": "x", **record}, "Redis lost it: all again"
+    await trio.sleep(RECORD_REFRESH_S)  # autojump clock
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False)[2] == record, "refreshed whole now and then"
 
 
 async def test_a_follower_reports_history_it_cannot_serve_instead_of_skipping_it() -> None:
