@@ -19,6 +19,7 @@ from service import hypercorn_close, startup
 from service.api import audio, cors, events, health, metrics, models, realtime, sessions, tokens, transcriptions, web
 from service.api.bodies import bound_body
 from service.api.common import error_response
+from service.api.direct_socket import WebsocketConnection
 from service.auth.guard import AuthConfigError, Guard
 from service.errors import InternalError, ReserveError
 from service.gateway import Gateway
@@ -29,6 +30,8 @@ log = logging.getLogger("reserve")
 
 
 class ReserveApp(QuartTrio):
+    asgi_websocket_class = WebsocketConnection  # audio sockets skip Quart's relay task
+
     def log_exception(
         self, exception_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None]
     ) -> None:
