@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     )
     redis_timeout_s: float = Field(2 * SECONDS, gt=0, le=30, description="Deadline of one Redis round trip")
     redis_flush_interval_s: float = Field(
-        0.005, ge=0, le=0.5, description="Events are written to Redis in one batch this often"
+        0.010, ge=0, le=0.5, description="Events are written to Redis in one batch this often"
     )
     redis_outage_deadline_s: float = Field(
         10 * SECONDS, gt=0, description="A session whose events Redis has not taken for this long fails"
