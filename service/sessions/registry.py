@@ -198,6 +198,8 @@ class Registry(Handover):
     async def _own(self, session: Session, on_end: OnEnd | None, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             await session.run(task_status=task_status)
+        except Exception:  # a bug in one session must not end every other session of the process
+            log.exception("session %s crashed", session.id)
         finally:
             self._live -= 1  # its place is free now; what follows is bookkeeping
             if self._live == 0:

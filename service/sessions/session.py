@@ -240,6 +240,17 @@ class Session(Recognition):
             self.handed_over = True
             self._scope.cancel()
 
+    def _still_ours(self) -> bool:
+        """Whether this instance may still write the session's log. Shared mode: a log whose
+        lease went elsewhere is never written, however that was found out (results Riva sent
+        before the session heard of it are dropped here; the next owner has the audio)."""
+        if self.handed_over:
+            return False
+        if self._shared and not getattr(self.log, "owned", True):
+            self.lost("the log is no longer ours")
+            return False
+        return True
+
     def fail_now(self, error: ReserveError) -> None:
         """End with ``error`` (Redis took none of the events for too long)."""
         if not self.state.terminal and self._failure is None:
@@ -366,7 +377,7 @@ class Session(Recognition):
 
     # -- publication (runs in trio, called soon after the worker thread hands results over)
     def _publish(self, results: list[Result]) -> None:
-        if self.state.terminal:
+        if self.state.terminal or not self._still_ours():
             return
         self._riva_answered = True
         log_size = self.log.size_bytes
@@ -394,7 +405,7 @@ class Session(Recognition):
         self.note_state()
 
     def _publish_event(self, name: str, data: dict[str, Any]) -> None:
-        if not self.state.terminal:
+        if not self.state.terminal and self._still_ours():
             self.log.append(name, _encode(data))
             self.note_state()
 
@@ -407,7 +418,7 @@ class Session(Recognition):
         self.state = next_state(self.state, trigger)
 
     def _stop(self, trigger: Trigger, reason: str, error: ReserveError | None = None) -> None:
-        if self.state.terminal:
+        if self.state.terminal or not self._still_ours():  # its next owner ends it, not this instance
             return
         self._transition(trigger)
         self.end_reason = reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from trio_websocket import ConnectionClosed
 
 from fake_riva import FakeRiva
 from service.settings import Settings
+from service.shared.redis_scripts import lease_key
 from tests.e2e.test_reliability import (
     CHUNK,
     EXPECTED_FINALS,
@@ -244,3 +246,39 @@ async def test_a_move_while_the_old_socket_still_sends_closes_it_1012_and_loses_
     ]
     assert [e.id for e in events.events] == list(range(1, len(events.events) + 1))
     assert events.events[-1].data == {"reason": "finished"}
+
+
+def _steal_lease(redis: RedisServer, session_id: str) -> None:
+    """What Redis shows when another instance has taken the session over."""
+    key = lease_key(session_id).encode()
+    command = b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$5\r\nthief\r\n$2\r\nPX\r\n$5\r\n60000\r\n" % (len(key), key)
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as sock:
+        sock.sendall(command)
+        assert sock.recv(16).startswith(b"+OK")
+
+
+async def test_losing_a_lease_while_riva_answers_stops_that_session_only(
+    fake_riva: FakeRiva, redis: RedisServer
+) -> None:
+    """Fenced mid-stream, with results still coming from Riva: the session stops writing at once
+    (its log is the thief's now) and says so on its socket; the instance, and its other
+    sessions, go on as if nothing happened."""
+    async with running_gateway(shared_settings(fake_riva, redis)) as a:
+        fenced = await a.create_session(**content_config())
+        other = await a.create_session(**content_config())
+        audio = speech_audio()
+        events = EventCollector()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(read_events, a, other, events)
+            async with audio_socket(a, fenced) as lost, audio_socket(a, other) as ws:
+                await stream(lost, audio[: 8 * CHUNK], end=False)
+                await stream(ws, audio[: 8 * CHUNK], end=False)
+                _steal_lease(redis, fenced["id"])
+                with contextlib.suppress(ConnectionClosed):
+                    await stream(lost, audio[8 * CHUNK :], end=False)  # Riva answers all the while
+                code, reason, _ = await close_reason(lost)
+                assert (code, reason) == (1012, "session moved to another instance")
+                await stream(ws, audio[8 * CHUNK :])
+                assert (await close_reason(ws))[0] == 1000
+        assert (await a.http.get("/readyz")).status_code == 200
+    assert_exact_transcript(events)
