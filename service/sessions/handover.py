@@ -44,9 +44,14 @@ class Handover:
     async def adopt_orphans(self) -> None:
         """Shared mode: a live session nobody holds (its owner died, or handed it over at shutdown,
         and its client did not come back) is taken by an instance that has readers following it,
-        so they still get its ``end``: ``client_gone`` after the reconnect grace."""
+        so they still get its ``end``: ``client_gone`` after the reconnect grace.
+
+        Nobody must hold it on two scans in a row: between a move's release and the next owner's
+        take the lease is briefly free, and adopting then would race the move (found under load
+        with two workers). A session this instance is itself taking (``_taking``) is left alone."""
         hub = self.runtime.hub
         assert hub is not None
+        unheld: set[str] = set()  # nobody held these at the last scan
         while True:
             await trio.sleep(self.runtime.settings.redis_lease_s)
             followed = [
@@ -54,13 +59,19 @@ class Handover:
                 for sid, event_log in list(hub.logs.items())
                 if not event_log.owned and not event_log.closed and event_log.readers and sid not in self._sessions
             ]
+            seen_unheld, unheld = unheld, set()
             for session_id in followed:
                 try:
                     if await hub.lease_holder(session_id) is not None or self.draining:
                         continue
+                    if session_id not in seen_unheld:
+                        unheld.add(session_id)  # adopted at the next scan if still nobody's
+                        continue
                     record = await self._record(session_id)
                     if State(record.get("state", "waiting")).terminal:
                         continue
+                    if session_id in self._taking or session_id in self._sessions:
+                        continue  # its audio socket came here meanwhile
                     self._check_room()
                     self._taking.add(session_id)
                     try:
@@ -113,6 +124,7 @@ class Handover:
         session.restore(record)
         event_log = hub.log_for(session_id)
         event_log.own(int(record.get("last_id", "0")), static_fields(session))
+        event_log.confirmed = True  # the lease is ours already: the renewer keeps it from now on
         old = self._sessions.pop(session_id, None)
         if old is not None and old.handed_over:
             self._sessions.pop(session_id, None)

@@ -98,7 +98,7 @@ class Registry(Handover):
         event_log.own(last_id, static_fields(session))
         session.note_state()
         hub.force_whole_record(session.id)
-        if not await event_log.drained(self.runtime.settings.redis_timeout_s * 2):
+        if not await event_log.drained(self.runtime.settings.redis_timeout_s * 2) or not event_log.owned:
             event_log.disown()
             hub.forget_log(session.id)
             raise StateUnavailable(f"Redis did not take the session: {hub.error or 'no answer'}", retry_after_s=5)

@@ -294,7 +294,9 @@ class RedisHub:
         settings = self.settings
         while True:
             await trio.sleep(settings.redis_lease_s / 3)
-            owned = [sid for sid, event_log in self.logs.items() if event_log.owned]
+            # a log whose first write is still on its way has no lease yet to renew (the write
+            # takes it): renewing it would find none and fence the session being created
+            owned = [sid for sid, event_log in self.logs.items() if event_log.owned and event_log.confirmed]
             if not owned:
                 continue
             lease_ms, ttl_s = str(int(settings.redis_lease_s * 1000)), str(math.ceil(self._live_ttl_s()))

@@ -48,6 +48,7 @@ class RedisEventLog:
         self._taken_state: Callable[[], dict[str, str]] | None = None  # what the publisher is writing now
         self._static: dict[str, str] = {}  # the record's fields that never change
         self._written: dict[str, str] = {}  # the record's fields as last written: only changes go out
+        self.confirmed = False  # owner: a write went through since it took the log (its lease exists)
         self._written_at = 0.0
         self._close_requested = False
         self._closed = False
@@ -105,6 +106,7 @@ class RedisEventLog:
         if last_id != self._committed:
             self._reset(last_id)
         self.owned = True
+        self.confirmed = False
         self._static = static
         self._written = {}
 
@@ -177,6 +179,7 @@ class RedisEventLog:
     def committed(self, events: list[Event], fields: dict[str, str]) -> None:
         """The publisher wrote ``events`` (the oldest pending ones) and ``fields``."""
         self._written.update(fields)
+        self.confirmed = True
         del self._pending[: len(events)]
         self._pending_bytes = sum(len(e.frame) + EVENT_OVERHEAD_BYTES for e in self._pending)
         if self._state is self._taken_state:  # nothing newer was noted meanwhile

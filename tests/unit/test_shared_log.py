@@ -43,10 +43,12 @@ async def test_the_owners_appends_are_seen_only_once_written() -> None:
     assert await log.read(0) == [] and log.last_id == 0, "not in Redis yet: nobody sees it"
     first, events, fields = log.take_batch(whole_record=True)
     assert first == 1 and [e.id for e in events] == [1, 2] and fields == {"token_hash": "x"}
+    assert not log.confirmed, "no lease to renew before the first write takes it"
     log.append("end", b"{}")
     log.close()
     assert not log.closed, "closed only once the end is written"
     log.committed(events, fields)
+    assert log.confirmed
     assert [e.id for e in await log.read(0)] == [1, 2] and not log.closed
     first, events, fields = log.take_batch(whole_record=False)
     assert first == 3
