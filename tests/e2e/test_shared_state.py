@@ -13,7 +13,9 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from fake_riva import FakeRiva
+from service.observability.metrics import Metrics
 from service.settings import Settings
+from service.shared.redis_hub import RedisHub
 from service.shared.redis_scripts import lease_key
 from tests.e2e.test_reliability import (
     CHUNK,
@@ -282,3 +284,17 @@ async def test_losing_a_lease_while_riva_answers_stops_that_session_only(
                 assert (await close_reason(ws))[0] == 1000
         assert (await a.http.get("/readyz")).status_code == 200
     assert_exact_transcript(events)
+
+
+async def test_a_session_being_created_is_never_fenced_by_its_own_renewer(redis: RedisServer) -> None:
+    """A new session's first write takes its lease; until it lands there is no lease to renew,
+    and finding none must not fence the session (under load the renewer ran first, and the
+    session streamed on with a log it no longer owned)."""
+    hub = RedisHub(Settings(redis_url=redis.url, redis_lease_s=0.3), Metrics())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        event_log = hub.log_for("being-created")
+        event_log.own(0, {"token_hash": "x"})  # nothing noted yet: its first write is still to come
+        await trio.sleep(0.35)  # three renewals
+        assert event_log.owned and not event_log.confirmed
+        nursery.cancel_scope.cancel()
