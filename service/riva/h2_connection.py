@@ -46,6 +46,7 @@ _RESET_STATUS: Final = {
     h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED,
     h2.errors.ErrorCodes.INADEQUATE_SECURITY: grpc.StatusCode.PERMISSION_DENIED,
 }
+_STATUS_CODES: Final = {str(code.value[0]): code for code in grpc.StatusCode}  # grpc-status: "0", "14"...
 _HTTP_STATUS: Final = {  # gRPC's mapping of HTTP statuses a proxy may answer with
     "400": grpc.StatusCode.INTERNAL,
     "401": grpc.StatusCode.UNAUTHENTICATED,
@@ -350,10 +351,13 @@ class Connection:
                     call = calls.get(event.stream_id)
                     if call is not None:
                         call._reset(event.error_code)
+                elif isinstance(event, h2.events.WindowUpdated) and event.stream_id:
+                    call = calls.get(event.stream_id)  # a stream's window: that call, if it is still open
+                    if call is not None:
+                        call._pump()
                 elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-                    self._settled.set()
-                    sid = getattr(event, "stream_id", 0)
-                    for call in [calls[sid]] if sid in calls else list(calls.values()):
+                    self._settled.set()  # the connection's window or settings: every call may go on
+                    for call in list(calls.values()):
                         call._pump()
                 elif isinstance(event, h2.events.PingAckReceived):
                     self._pong.set()
@@ -414,14 +418,7 @@ async def _close(stream: trio.abc.Stream | None) -> None:
 
 
 def _code(status: str) -> grpc.StatusCode:
-    try:
-        number = int(status)
-    except ValueError:
-        return grpc.StatusCode.UNKNOWN
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code
-    return grpc.StatusCode.UNKNOWN
+    return _STATUS_CODES.get(status.strip(), grpc.StatusCode.UNKNOWN)
 
 
 def _host_port(uri: str) -> tuple[str, int]:

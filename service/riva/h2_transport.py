@@ -10,7 +10,7 @@ queue, and ``send`` waits while that queue is full.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import trio
 from riva.client.proto import riva_asr_pb2 as asr
@@ -30,13 +30,11 @@ class H2Transport:
     def __init__(
         self,
         limiter: trio.CapacityLimiter,
-        targets: Iterable[RivaTarget],
         *,
         connect_timeout_s: float,
         keepalive_s: float,
     ) -> None:
         self.limiter = limiter
-        self._targets = list(targets)
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self._connections: dict[str, list[Connection]] = collections.defaultdict(list)

@@ -74,7 +74,6 @@ async def open_transport(settings: Settings, targets: Iterable[RivaTarget]) -> A
         async with trio.open_nursery() as nursery:
             h2 = H2Transport(
                 limiter,
-                targets,
                 connect_timeout_s=settings.riva_connect_timeout_s,
                 keepalive_s=settings.riva_keepalive_s,
             )
