@@ -116,6 +116,7 @@ class Call:
         if self._sent_end or self.finished.is_set():
             return
         h2conn = self._connection.h2
+        sent = False
         try:
             while self._outbox:
                 head = self._outbox[0]
@@ -128,6 +129,7 @@ class Call:
                     break
                 end = self._offset + size
                 h2conn.send_data(self.stream_id, head if size == len(head) else head[self._offset : end])
+                sent = True
                 if end < len(head):
                     self._offset = end
                     continue
@@ -135,11 +137,13 @@ class Call:
                 self._offset = 0
             if self._half_close and not self._outbox:
                 h2conn.end_stream(self.stream_id)
-                self._sent_end = True
+                self._sent_end = sent = True
         except h2.exceptions.StreamClosedError:  # Riva ended the call first: its status says how
             self._outbox.clear()
             self._sent_end = True
-        self._connection.mark_dirty()
+        if sent:
+            self._connection.mark_dirty()
+        self._connection.note_blocked(self, bool(self._outbox) and not self._sent_end)
         room = self._room
         if room is not None and len(self._outbox) < self._room_limit:
             self._room = None
@@ -196,6 +200,7 @@ class Call:
             return
         self.code, self.details = code, details
         self._outbox.clear()
+        self._connection.note_blocked(self, False)
         self.finished.set()
         if self._room is not None:
             self._room.set()
@@ -214,6 +219,8 @@ class Connection:
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self._calls: dict[int, Call] = {}
+        self._blocked: set[Call] = set()  # calls with messages waiting for Riva's window
+        self._answers = bytearray()  # what the reader took from h2 for the writer to send
         self._dirty = trio.Event()
         self._pong = trio.Event()
         self._done = trio.Event()
@@ -286,7 +293,14 @@ class Connection:
         return call
 
     def mark_dirty(self) -> None:
+        """h2 has bytes to send: the writer sends them at its next turn."""
         self._dirty.set()
+
+    def note_blocked(self, call: Call, blocked: bool) -> None:
+        if blocked:
+            self._blocked.add(call)
+        else:
+            self._blocked.discard(call)
 
     def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         try:
@@ -322,7 +336,8 @@ class Connection:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
-            data = self.h2.data_to_send()
+            data = self._answers + self.h2.data_to_send()
+            self._answers.clear()
             if data:
                 with trio.fail_after(WRITE_TIMEOUT_S):
                     await stream.send_all(data)
@@ -352,18 +367,21 @@ class Connection:
                     if call is not None:
                         call._reset(event.error_code)
                 elif isinstance(event, h2.events.WindowUpdated) and event.stream_id:
-                    call = calls.get(event.stream_id)  # a stream's window: that call, if it is still open
-                    if call is not None:
+                    call = calls.get(event.stream_id)  # a stream's window: that call, if it waits for it
+                    if call is not None and call in self._blocked:
                         call._pump()
                 elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-                    self._settled.set()  # the connection's window or settings: every call may go on
-                    for call in list(calls.values()):
+                    self._settled.set()  # the connection's window or settings: every waiting call may go on
+                    for call in list(self._blocked):
                         call._pump()
                 elif isinstance(event, h2.events.PingAckReceived):
                     self._pong.set()
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     self._goaway(event.last_stream_id or 0)
-            self.mark_dirty()  # acknowledgements, window updates, pings' answers
+            answer = self.h2.data_to_send()  # acknowledgements, pings' answers (mostly nothing)
+            if answer:
+                self._answers += answer
+                self.mark_dirty()
 
     async def _keepalive(self) -> None:
         """Ping while calls are open (a gRPC server may refuse pings when there are none)."""
