@@ -282,6 +282,15 @@ class AioStream:
                 break
             await waiter.wait()
         self._room_waiter = None
+        self._accept(audio)
+
+    def try_send(self, audio: bytes) -> bool:
+        if self._queued - self._written >= self._capacity:
+            return False
+        self._accept(audio)
+        return True
+
+    def _accept(self, audio: bytes) -> None:
         if self.unanswered_since is None:
             self.unanswered_since = trio.current_time()
         self.bytes_sent += len(audio)

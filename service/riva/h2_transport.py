@@ -138,6 +138,16 @@ class H2Stream:
             await call.wait_room(self._capacity)
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
+        self._accept(call, audio)
+
+    def try_send(self, audio: bytes) -> bool:
+        call = self._call
+        if call is None or call.queued >= self._capacity:
+            return False
+        self._accept(call, audio)
+        return True
+
+    def _accept(self, call: Call, audio: bytes) -> None:
         if self.unanswered_since is None:
             self.unanswered_since = trio.current_time()
         self.bytes_sent += len(audio)

@@ -35,6 +35,10 @@ class RivaStream(Protocol):
     async def send(self, audio: bytes) -> None:
         """Queue audio for Riva, waiting while the stream's queue is full (backpressure)."""
 
+    def try_send(self, audio: bytes) -> bool:
+        """Queue audio for Riva if that needs no wait (the stream is open and its queue has
+        room); False, and nothing queued, otherwise."""
+
     def close_input(self) -> None:
         """Half-close: Riva flushes its finals and ends the stream."""
 

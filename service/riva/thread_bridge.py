@@ -82,6 +82,17 @@ class ThreadStream:
     async def send(self, audio: bytes) -> None:
         """Queue audio for Riva, waiting while the queue is full."""
         await self._room.acquire()
+        self._accept(audio)
+
+    def try_send(self, audio: bytes) -> bool:
+        try:
+            self._room.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        self._accept(audio)
+        return True
+
+    def _accept(self, audio: bytes) -> None:
         if self.unanswered_since is None:
             self.unanswered_since = trio.current_time()
         self.bytes_sent += len(audio)

@@ -49,6 +49,7 @@ class Recognition:
         _audio_rx: trio.MemoryReceiveChannel[AudioItem]
         _replay: ReplayBuffer
         _pending: Control | None
+        _waiting_stream: RivaStream | None
         _stream_start: int
         _stream_start_s: float
         _last_processed_s: float
@@ -228,12 +229,24 @@ class Recognition:
         return control
 
     async def _forward(self, stream: RivaStream) -> Control:
-        async for item in self._audio_rx:
+        """Audio from the channel into the stream until a control comes. While the channel
+        is empty, ``put_audio`` feeds the stream itself (``_waiting_stream``)."""
+        audio_rx = self._audio_rx
+        while True:
+            try:
+                item = audio_rx.receive_nowait()
+            except trio.WouldBlock:
+                self._waiting_stream = stream
+                try:
+                    item = await audio_rx.receive()
+                finally:
+                    self._waiting_stream = None
+            except trio.EndOfChannel:
+                raise AssertionError("the audio channel closes only after the session ends") from None
             if isinstance(item, Control):
                 return item
             self._note_forwarded(item)
             await stream.send(item)
-        raise AssertionError("the audio channel closes only after the session ends")
 
     def _end_of_audio(self, control: Control) -> None:
         self._obs.end_of_audio(control.value)

@@ -31,6 +31,7 @@ from service.errors import (
 from service.events.log import EventLog, MemoryEventLog
 from service.protocol import Control
 from service.riva.results import Result
+from service.riva.stream import RivaStream
 from service.sessions.attachment import AudioAttachment, AudioItem
 from service.sessions.config import RecognitionSettings
 from service.sessions.recognition import Recognition
@@ -90,6 +91,7 @@ class Session(Recognition):
         self._stream_start_s = 0.0  # the same, in seconds (compressed audio: from audio_processed)
         self._last_processed_s = 0.0
         self._pending: Control | None = None  # a control taken from the channel, not yet done
+        self._waiting_stream: RivaStream | None = None  # the stream ``_forward`` waits to feed, channel empty
         self._reconnect_deadline: float | None = None  # set while a reconnect series runs
         self._reconnect_attempt = 0  # within the current series
         self._riva_answered = False  # a stream of this session has worked: failures now are drops
@@ -172,7 +174,15 @@ class Session(Recognition):
         self._socket_ended = True
 
     async def put_audio(self, item: AudioItem) -> None:
-        """Into the bounded channel: waits while it is full (backpressure)."""
+        """Into the bounded channel: waits while it is full (backpressure). Audio that finds
+        the Riva stream waiting for it with nothing queued goes straight into the stream: the
+        same order, and no wake-up of the forwarding task per chunk."""
+        stream = self._waiting_stream
+        if stream is not None and isinstance(item, bytes):
+            if stream.try_send(item):
+                self._note_forwarded(item)
+                return
+            self._waiting_stream = None  # from here on, in order through the channel
         try:
             await self._audio_tx.send(item)
         except trio.BrokenResourceError:
