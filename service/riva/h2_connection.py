@@ -2,11 +2,11 @@
 
 Why not ``grpc.aio``: it runs on an asyncio loop in another thread, so every chunk crosses
 threads twice (a pipe write and a wake-up each way) and the two threads take turns on the
-GIL. Here every call to a target is a stream of one HTTP/2 connection (the ``h2`` library
-keeps the protocol's state, flow control included), and the connection is three trio
-tasks: one reads and dispatches frames (a response is decoded and handed to its call in
-the same step), one writes whatever h2 has queued, once per scheduling tick for every
-stream at once, and one pings Riva while calls are open, so a silent peer is found.
+GIL. Here every call to a target is a stream of one HTTP/2 connection (``h2_wire`` keeps
+the protocol's state, flow control included), and the connection is three trio tasks: one
+reads and dispatches frames (a response is decoded and handed to its call in the same
+step), one writes whatever the wire has queued, once per scheduling tick for every stream
+at once, and one pings Riva while calls are open, so a silent peer is found.
 
 A call that the connection can no longer carry (the socket failed, Riva went away or sent
 GOAWAY) ends with UNAVAILABLE, which sessions treat as retryable; the next call opens a new
@@ -24,14 +24,10 @@ from collections.abc import Callable
 from typing import Final
 
 import grpc
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
 import trio
 
 from service.errors import ReserveError, UpstreamUnavailable, from_status
+from service.riva import h2_wire
 from service.riva.channel import MAX_MESSAGE_BYTES, RivaTarget
 
 log = logging.getLogger("reserve.riva")
@@ -41,10 +37,10 @@ RECEIVE_BYTES = 256 * 1024
 WRITE_TIMEOUT_S = 10.0  # a Riva that takes no bytes this long is gone
 PING_TIMEOUT_S = 10.0
 _RESET_STATUS: Final = {
-    h2.errors.ErrorCodes.REFUSED_STREAM: grpc.StatusCode.UNAVAILABLE,
-    h2.errors.ErrorCodes.CANCEL: grpc.StatusCode.CANCELLED,
-    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    h2.errors.ErrorCodes.INADEQUATE_SECURITY: grpc.StatusCode.PERMISSION_DENIED,
+    h2_wire.REFUSED_STREAM: grpc.StatusCode.UNAVAILABLE,
+    h2_wire.CANCEL: grpc.StatusCode.CANCELLED,
+    h2_wire.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    h2_wire.INADEQUATE_SECURITY: grpc.StatusCode.PERMISSION_DENIED,
 }
 _STATUS_CODES: Final = {str(code.value[0]): code for code in grpc.StatusCode}  # grpc-status: "0", "14"...
 _HTTP_STATUS: Final = {  # gRPC's mapping of HTTP statuses a proxy may answer with
@@ -74,6 +70,7 @@ class Call:
         self._outbox: collections.deque[bytes] = collections.deque()  # framed messages not yet in h2
         self._offset = 0  # of the outbox's first message, already in h2
         self._half_close = False  # asked for: end the stream once the outbox is out
+        self._responded = False  # Riva's response headers came: the next headers are trailers
         self._sent_end = False
         self._room: trio.Event | None = None
         self._room_limit = 0
@@ -102,7 +99,7 @@ class Call:
     def cancel(self) -> None:
         """From a caller that no longer wants the answer: reset the stream."""
         if not self.finished.is_set():
-            self._connection.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._connection.reset(self.stream_id, h2_wire.CANCEL)
             self._finish(grpc.StatusCode.CANCELLED, "cancelled by the gateway")
 
     def error(self) -> ReserveError | None:
@@ -112,35 +109,28 @@ class Call:
 
     # -- the connection's side ----------------------------------------------------------
     def _pump(self) -> None:
-        """Hand h2 as much of the outbox as Riva's flow-control window takes."""
+        """Hand the wire as much of the outbox as Riva's flow-control window takes."""
         if self._sent_end or self.finished.is_set():
             return
-        h2conn = self._connection.h2
+        wire = self._connection.wire
+        stream_id = self.stream_id
         sent = False
-        try:
-            while self._outbox:
-                head = self._outbox[0]
-                size = min(
-                    h2conn.local_flow_control_window(self.stream_id),
-                    h2conn.max_outbound_frame_size,
-                    len(head) - self._offset,
-                )
-                if size <= 0:
-                    break
-                end = self._offset + size
-                h2conn.send_data(self.stream_id, head if size == len(head) else head[self._offset : end])
-                sent = True
-                if end < len(head):
-                    self._offset = end
-                    continue
-                self._outbox.popleft()
-                self._offset = 0
-            if self._half_close and not self._outbox:
-                h2conn.end_stream(self.stream_id)
-                self._sent_end = sent = True
-        except h2.exceptions.StreamClosedError:  # Riva ended the call first: its status says how
-            self._outbox.clear()
-            self._sent_end = True
+        while self._outbox:
+            head = self._outbox[0]
+            size = min(wire.window(stream_id), wire.max_frame_size, len(head) - self._offset)
+            if size <= 0:
+                break
+            end = self._offset + size
+            wire.send_data(stream_id, head if size == len(head) else head[self._offset : end])
+            sent = True
+            if end < len(head):
+                self._offset = end
+                continue
+            self._outbox.popleft()
+            self._offset = 0
+        if self._half_close and not self._outbox:
+            wire.end_stream(stream_id)
+            self._sent_end = sent = True
         if sent:
             self._connection.mark_dirty()
         self._connection.note_blocked(self, bool(self._outbox) and not self._sent_end)
@@ -168,31 +158,28 @@ class Call:
                 log.exception("a Riva response could not be handled")
                 self._fail_here(grpc.StatusCode.INTERNAL, f"unreadable answer from Riva: {type(exc).__name__}")
 
-    def _headers(self, headers: list[tuple[bytes, bytes]], *, trailers: bool) -> None:
+    def _headers(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool) -> None:
+        """Response headers, trailers, or both at once (a "trailers-only" answer)."""
+        first, self._responded = not self._responded, True
         fields = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
         status = fields.get("grpc-status")
         if status is not None:
-            code = _code(status)
-            self._finish(code, urllib.parse.unquote(fields.get("grpc-message", "")))
-        elif not trailers and fields.get(":status", "200") != "200":
+            self._finish(_code(status), urllib.parse.unquote(fields.get("grpc-message", "")))
+        elif first and fields.get(":status", "200") != "200":
             http = fields[":status"]
             self._fail_here(_HTTP_STATUS.get(http, grpc.StatusCode.UNKNOWN), f"Riva answered HTTP {http}")
-        elif trailers:
+        elif not first or end_stream:
             self._finish(grpc.StatusCode.INTERNAL, "Riva's trailers carry no grpc-status")
 
     def _ended(self) -> None:
         self._finish(grpc.StatusCode.INTERNAL, "Riva ended the call without a status")
 
     def _reset(self, error_code: int) -> None:
-        try:
-            name = h2.errors.ErrorCodes(error_code).name
-        except ValueError:
-            name = str(error_code)
-        code = _RESET_STATUS.get(error_code, grpc.StatusCode.INTERNAL)  # type: ignore[call-overload]
-        self._finish(code, f"Riva reset the stream ({name})")
+        code = _RESET_STATUS.get(error_code, grpc.StatusCode.INTERNAL)
+        self._finish(code, f"Riva reset the stream ({h2_wire.error_name(error_code)})")
 
     def _fail_here(self, code: grpc.StatusCode, details: str) -> None:
-        self._connection.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self._connection.reset(self.stream_id, h2_wire.CANCEL)
         self._finish(code, details)
 
     def _finish(self, code: grpc.StatusCode, details: str) -> None:
@@ -208,19 +195,17 @@ class Call:
 
 
 class Connection:
-    """One HTTP/2 connection to a target, and the tasks that drive it (``run``)."""
+    """One HTTP/2 connection to a target, and the tasks that drive it (``run``). It is the
+    wire's listener: what Riva sends reaches the calls from inside ``Wire.receive``."""
 
     def __init__(self, target: RivaTarget, *, connect_timeout_s: float, keepalive_s: float) -> None:
         self.target = target
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False)
-        )
+        self.wire = h2_wire.Wire(self)
         self.closing = False  # no new calls: it failed, or Riva said GOAWAY
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self._calls: dict[int, Call] = {}
         self._blocked: set[Call] = set()  # calls with messages waiting for Riva's window
-        self._answers = bytearray()  # what the reader took from h2 for the writer to send
         self._dirty = trio.Event()
         self._pong = trio.Event()
         self._done = trio.Event()
@@ -240,20 +225,16 @@ class Connection:
         ]
 
     @property
-    def usable(self) -> bool:
-        return not self.closing
-
-    @property
     def has_room(self) -> bool:
         """Below Riva's limit of concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS)."""
-        return self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams
+        return self.wire.open_streams < self.wire.max_concurrent_streams
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect and exchange settings (raising UpstreamUnavailable if that fails within the
         connect deadline), then serve the calls until the connection ends; a failure then ends
         the calls, never the caller's nursery."""
         stream = await self._connect()
-        self.h2.initiate_connection()
+        self.wire.start()
         refused: str | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -279,21 +260,18 @@ class Connection:
     def open_call(self, path: bytes, on_message: Callable[[bytes], None]) -> Call:
         if self.closing:
             raise UpstreamUnavailable("the connection to Riva is closing; retry")
-        try:
-            stream_id = self.h2.get_next_available_stream_id()
-            headers = [*self._base_headers, (b":path", path), *self._call_headers]
-            self.h2.send_headers(stream_id, headers)
-        except h2.exceptions.NoAvailableStreamIDError:
+        if not self.wire.ids_left:
             self.closing = True  # every stream id is spent: the next call gets a fresh connection
-            raise UpstreamUnavailable("Riva's connection has no stream ids left; retry") from None
-        except h2.exceptions.TooManyStreamsError:  # Riva lowered its limit since ``has_room`` said yes
-            raise UpstreamUnavailable("Riva's connection takes no more streams; retry") from None
+            raise UpstreamUnavailable("Riva's connection has no stream ids left; retry")
+        if not self.has_room:  # Riva lowered its limit since the transport picked this connection
+            raise UpstreamUnavailable("Riva's connection takes no more streams; retry")
+        stream_id = self.wire.open_stream([*self._base_headers, (b":path", path), *self._call_headers])
         call = self._calls[stream_id] = Call(self, stream_id, on_message)
         self.mark_dirty()
         return call
 
     def mark_dirty(self) -> None:
-        """h2 has bytes to send: the writer sends them at its next turn."""
+        """The wire has bytes to send: the writer sends them at its next turn."""
         self._dirty.set()
 
     def note_blocked(self, call: Call, blocked: bool) -> None:
@@ -302,12 +280,10 @@ class Connection:
         else:
             self._blocked.discard(call)
 
-    def reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except h2.exceptions.ProtocolError:  # already closed on both sides
-            return
-        self.mark_dirty()
+    def reset(self, stream_id: int, code: int) -> None:
+        self.wire.reset(stream_id, code)  # a no-op for a stream already closed both ways
+        if self.wire.has_output:
+            self.mark_dirty()
 
     def forget(self, call: Call) -> None:
         self._calls.pop(call.stream_id, None)
@@ -336,52 +312,60 @@ class Connection:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
-            data = self._answers + self.h2.data_to_send()
-            self._answers.clear()
+            data = self.wire.take_output()
             if data:
                 with trio.fail_after(WRITE_TIMEOUT_S):
                     await stream.send_all(data)
 
     async def _read_loop(self, stream: trio.abc.Stream) -> None:
-        calls = self._calls
+        wire = self.wire
         while True:
             data = await stream.receive_some(RECEIVE_BYTES)
             if not data:
                 raise ConnectionError("Riva closed the connection")
-            for event in self.h2.receive_data(data):
-                if isinstance(event, h2.events.DataReceived):
-                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                    call = calls.get(event.stream_id)
-                    if call is not None:
-                        call._data(event.data)
-                elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
-                    call = calls.get(event.stream_id)
-                    if call is not None:
-                        call._headers(event.headers, trailers=isinstance(event, h2.events.TrailersReceived))
-                elif isinstance(event, h2.events.StreamEnded):
-                    call = calls.get(event.stream_id)
-                    if call is not None:
-                        call._ended()
-                elif isinstance(event, h2.events.StreamReset):
-                    call = calls.get(event.stream_id)
-                    if call is not None:
-                        call._reset(event.error_code)
-                elif isinstance(event, h2.events.WindowUpdated) and event.stream_id:
-                    call = calls.get(event.stream_id)  # a stream's window: that call, if it waits for it
-                    if call is not None and call in self._blocked:
-                        call._pump()
-                elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-                    self._settled.set()  # the connection's window or settings: every waiting call may go on
-                    for call in list(self._blocked):
-                        call._pump()
-                elif isinstance(event, h2.events.PingAckReceived):
-                    self._pong.set()
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    self._goaway(event.last_stream_id or 0)
-            answer = self.h2.data_to_send()  # acknowledgements, pings' answers (mostly nothing)
-            if answer:
-                self._answers += answer
+            wire.receive(data)
+            if wire.has_output:  # acknowledgements, window updates, pings' answers
                 self.mark_dirty()
+
+    # -- what the wire hears (h2_wire.Listener) -----------------------------------------------
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        call = self._calls.get(stream_id)
+        if call is not None:
+            call._data(data)
+            if end_stream:
+                call._ended()
+
+    def on_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        call = self._calls.get(stream_id)
+        if call is not None:
+            call._headers(headers, end_stream=end_stream)
+
+    def on_reset(self, stream_id: int, error_code: int) -> None:
+        call = self._calls.get(stream_id)
+        if call is not None:
+            call._reset(error_code)
+
+    def on_window(self, stream_id: int) -> None:
+        if stream_id == 0:  # the connection's window: every waiting call may go on
+            for waiting in list(self._blocked):
+                waiting._pump()
+            return
+        call = self._calls.get(stream_id)
+        if call is not None and call in self._blocked:
+            call._pump()
+
+    def on_settings(self) -> None:
+        self._settled.set()  # Riva's stream limit is known; an initial window may have grown
+        for call in list(self._blocked):
+            call._pump()
+
+    def on_ping_ack(self) -> None:
+        self._pong.set()
+
+    def on_goaway(self, last_stream_id: int, error_code: int) -> None:
+        if error_code != h2_wire.NO_ERROR:
+            log.warning("Riva at %s is closing the connection (%s)", self.target.uri, h2_wire.error_name(error_code))
+        self._goaway(last_stream_id)
 
     async def _keepalive(self) -> None:
         """Ping while calls are open (a gRPC server may refuse pings when there are none)."""
@@ -390,7 +374,7 @@ class Connection:
             if not self._calls:
                 continue
             self._pong = trio.Event()
-            self.h2.ping(os.urandom(8))
+            self.wire.ping(os.urandom(8))
             self.mark_dirty()
             with trio.move_on_after(PING_TIMEOUT_S):
                 await self._pong.wait()

@@ -67,7 +67,7 @@ class H2Transport:
 
     def _with_room(self, target: RivaTarget) -> Connection | None:
         pool = self._connections[target.uri]
-        pool[:] = [connection for connection in pool if connection.usable]
+        pool[:] = [connection for connection in pool if not connection.closing]
         return next((connection for connection in pool if connection.has_room), None)
 
     def open_stream(
