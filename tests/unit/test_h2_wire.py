@@ -58,7 +58,7 @@ class Recorder:
 class Pair:
     """A client ``Wire`` and an ``h2`` server, each handed the other's bytes on ``pump``."""
 
-    def __init__(self, server_settings: dict[h2.settings.SettingCodes | int, int] | None = None) -> None:
+    def __init__(self, server_settings: dict[h2.settings.SettingCodes, int] | None = None) -> None:
         self.heard = Recorder()
         self.client = Wire(self.heard)
         self.server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
