@@ -14,6 +14,7 @@ import trio
 from quart import Blueprint, websocket
 
 from service.api.common import accept_websocket, authorized_session, registry
+from service.api.direct_socket import audio_receive
 from service.errors import FrameTooLarge, InternalError, ReserveError
 from service.protocol import parse_control
 from service.sessions.attachment import AudioAttachment
@@ -85,8 +86,9 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
 
 
 async def _ingest(attachment: AudioAttachment, max_frame: int) -> None:
+    receive = audio_receive()
     while True:
-        message = await websocket.receive()
+        message = await receive()
         if isinstance(message, bytes):
             if len(message) > max_frame:
                 raise FrameTooLarge(f"audio frames are at most {max_frame} bytes; got {len(message)}")

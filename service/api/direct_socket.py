@@ -12,11 +12,16 @@ a handler that stops reading stops hypercorn reading too, so TCP slows the clien
 stopped once its channel's ten places were full). What differs: the disconnect is noticed
 when the handler next reads, and the audio handler reads all the time once it has accepted;
 ``websocket_received`` is not fired for these sockets (nothing here listens to it).
+
+Once it has accepted, the handler reads through ``audio_receive()``: Quart's
+``websocket.receive`` would run its accept again for every frame (building a ``Headers``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import trio
@@ -24,6 +29,15 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
 AUDIO_PATH = re.compile(r"/v1/sessions/[^/]+/audio")
+_current: ContextVar[_DirectReceive | None] = ContextVar("reserve_audio_receive", default=None)
+
+
+def audio_receive() -> Callable[[], Awaitable[bytes | str]]:
+    """The current audio socket's next message, straight from hypercorn (accept it first)."""
+    direct = _current.get()
+    if direct is None:
+        raise RuntimeError("audio_receive() outside an audio socket's handler")
+    return direct.receive
 
 
 class _DirectReceive:
@@ -53,6 +67,11 @@ class WebsocketConnection(TrioASGIWebsocketConnection):
             await super().__call__(receive, send)
             return
         async with trio.open_nursery() as nursery:
-            self.receive_channel = _DirectReceive(receive, nursery.cancel_scope)  # type: ignore[assignment]
+            direct = _DirectReceive(receive, nursery.cancel_scope)
+            self.receive_channel = direct  # type: ignore[assignment]
             websocket = self._create_websocket_from_scope(send)
-            await self.handle_websocket(nursery, websocket, send)
+            token = _current.set(direct)  # the handler's task starts with a copy of this context
+            try:
+                await self.handle_websocket(nursery, websocket, send)
+            finally:
+                _current.reset(token)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import struct
 import urllib.parse
@@ -308,14 +309,18 @@ class Connection:
             self.fail_all(reason)
 
     async def _write_loop(self, stream: trio.abc.Stream) -> None:
-        """One write per scheduling tick carries whatever every call queued meanwhile."""
-        while True:
-            await self._dirty.wait()
-            self._dirty = trio.Event()
-            data = self.wire.take_output()
-            if data:
-                with trio.fail_after(WRITE_TIMEOUT_S):
+        """One write per scheduling tick carries whatever every call queued meanwhile. Each
+        write has a deadline: the one scope's, set for the write and lifted after it."""
+        with trio.CancelScope() as write:
+            while True:
+                await self._dirty.wait()
+                self._dirty = trio.Event()
+                data = self.wire.take_output()
+                if data:
+                    write.deadline = trio.current_time() + WRITE_TIMEOUT_S
                     await stream.send_all(data)
+                    write.deadline = math.inf
+        raise TimeoutError(f"Riva took no bytes for {WRITE_TIMEOUT_S:g} s")
 
     async def _read_loop(self, stream: trio.abc.Stream) -> None:
         wire = self.wire
