@@ -7,7 +7,8 @@
   buffered (bounded) and is retried with backoff; a session whose oldest unwritten event is
   older than ``redis_outage_deadline_s`` fails.
 - **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK`` on
-  a client of its own and fans events out to the local readers. A blocking command that is
+  a client of its own, at most once per flush interval while events flow, and fans events out
+  to the local readers. A blocking command that is
   cancelled, or whose connection Redis drops, never gives its pool slot back (coredis 6.9.0,
   measured), so that client is this task's alone, its commands block at most
   ``FOLLOW_BLOCK_MS`` and are shielded from cancellation, and after any failure the client is
@@ -261,6 +262,7 @@ class RedisHub:
                 self._follow_wake = trio.Event()
                 continue
             self._follow_wake = trio.Event()
+            started = trio.current_time()
             try:
                 # never cancelled (see the module's docstring); its own deadline is the block
                 with trio.CancelScope(shield=True):
@@ -274,7 +276,9 @@ class RedisHub:
                 event_log = self.logs.get(sid)
                 if event_log is not None and not event_log.owned:
                     event_log.deliver([_event(entry) for entry in entries])
-            await trio.lowlevel.checkpoint()
+            # at most one read per flush interval while events flow: the publishers write
+            # that often, so a read per interval takes a whole flush of every one of them
+            await trio.sleep_until(started + self.settings.redis_flush_interval_s if reply else started)
 
     # -- leases ----------------------------------------------------------------------------
     async def take_lease(self, session_id: str) -> bool:
