@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import psutil
 import trio
@@ -38,6 +38,7 @@ from bench.gateway_load import GatewayPlan, run_gateway_phase
 from bench.meter import Peaks, Watch, rss_threads, tree_rss_threads
 from bench.model import PhaseResult, chunk_bytes
 from bench.profile import Profiler, summarise
+from service.settings import RivaTransport
 
 DEFAULT_SWEEP = "50,100,150,200,300,400,600,800"
 DEFAULT_SECONDS = 15.0
@@ -343,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile or args.gateway_app != "service.app:app":
             parser.error("--workers N > 1 serves service.app:app without the profiler")
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
-    if not transports or set(transports) - {"threads", "aio", "h2"}:
-        parser.error("--transports takes threads, aio and/or h2")
+    if not transports or set(transports) - set(get_args(RivaTransport)):
+        parser.error(f"--transports takes {', '.join(get_args(RivaTransport))} (one or more)")
     args.out.mkdir(parents=True, exist_ok=True)
     procs.raise_fd_limit()
     if args.gateway_src is not None:

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+RivaTransport = Literal["h2", "aio", "threads"]
+
 KIB = 1024
 SECONDS = 1.0
 MIN_TOKEN_SECRET_CHARS = 32
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
         20 * SECONDS, ge=0, description="On SIGTERM, time sessions get to finish before they are finalized"
     )
     riva_keepalive_s: float = Field(30 * SECONDS, gt=0, description="HTTP/2 keepalive ping interval to Riva")
-    riva_transport: Literal["h2", "aio", "threads"] = Field(
+    riva_transport: RivaTransport = Field(
         "h2",
         description="Riva streams on one HTTP/2 connection driven by trio (h2), all on one grpc.aio loop (aio), "
         "or two threads per session (threads)",

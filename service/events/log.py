@@ -44,6 +44,10 @@ class EventLog(Protocol):
     def closed(self) -> bool: ...
 
     @property
+    def owned(self) -> bool:
+        """Whether this process may append (a shared log's lease may have gone elsewhere)."""
+
+    @property
     def last_id(self) -> int: ...
 
     def append(self, name: str, data: bytes) -> Event:
@@ -80,6 +84,10 @@ class MemoryEventLog:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def owned(self) -> bool:
+        return True  # one process: nobody else can take it
 
     @property
     def last_id(self) -> int:
