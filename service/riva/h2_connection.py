@@ -33,7 +33,7 @@ from service.riva.channel import MAX_MESSAGE_BYTES, RivaTarget
 
 log = logging.getLogger("reserve.riva")
 
-_PREFIX: Final = struct.Struct(">?I")  # gRPC's length prefix: compressed flag, message length
+PREFIX: Final = struct.Struct(">?I")  # gRPC's length prefix: compressed flag, message length
 RECEIVE_BYTES = 256 * 1024
 WRITE_TIMEOUT_S = 10.0  # a Riva that takes no bytes this long is gone
 PING_TIMEOUT_S = 10.0
@@ -83,7 +83,11 @@ class Call:
         return len(self._outbox)
 
     def send_message(self, payload: bytes) -> None:
-        self._outbox.append(_PREFIX.pack(False, len(payload)) + payload)
+        self.send_framed(PREFIX.pack(False, len(payload)) + payload)
+
+    def send_framed(self, message: bytes) -> None:
+        """A message that already carries its gRPC length prefix."""
+        self._outbox.append(message)
         self._pump()
 
     async def wait_room(self, limit: int) -> None:
@@ -143,16 +147,16 @@ class Call:
     def _data(self, data: bytes) -> None:
         inbox = self._inbox
         inbox += data
-        while len(inbox) >= _PREFIX.size and not self.finished.is_set():
-            compressed, length = _PREFIX.unpack_from(inbox)
+        while len(inbox) >= PREFIX.size and not self.finished.is_set():
+            compressed, length = PREFIX.unpack_from(inbox)
             if compressed or length > MAX_MESSAGE_BYTES:
                 why = "a compressed message" if compressed else f"a message of {length} bytes"
                 self._fail_here(grpc.StatusCode.INTERNAL, f"Riva sent {why}")
                 return
-            if len(inbox) < _PREFIX.size + length:
+            if len(inbox) < PREFIX.size + length:
                 return
-            message = bytes(inbox[_PREFIX.size : _PREFIX.size + length])
-            del inbox[: _PREFIX.size + length]
+            message = bytes(inbox[PREFIX.size : PREFIX.size + length])
+            del inbox[: PREFIX.size + length]
             try:
                 self._on_message(message)
             except Exception as exc:  # one call's unreadable answer must not end the others'

@@ -12,8 +12,11 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+from riva.client.proto import riva_asr_pb2 as asr
 
 from service.riva import h2_wire
+from service.riva.h2_connection import PREFIX
+from service.riva.h2_transport import audio_message
 from service.riva.h2_wire import Wire, WireError
 
 REQUEST = [
@@ -222,3 +225,11 @@ def test_frames_arrive_in_any_pieces() -> None:
     for byte in pair.server.data_to_send():
         pair.client.receive(bytes([byte]))
     assert pair.heard.heard[-1] == ("data", stream_id, b"hello", False)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 3200, 16_383, 16_384, 2**21 + 5])
+def test_the_hand_written_audio_message_is_protobufs_own(size: int) -> None:
+    audio = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    payload = asr.StreamingRecognizeRequest(audio_content=audio).SerializeToString()
+    assert audio_message(audio) == PREFIX.pack(False, len(payload)) + payload
+    assert asr.StreamingRecognizeRequest.FromString(audio_message(audio)[PREFIX.size :]).audio_content == audio
