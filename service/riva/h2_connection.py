@@ -68,8 +68,8 @@ class Call:
         self._connection = connection
         self._on_message = on_message
         self._inbox = bytearray()
-        self._outbox: collections.deque[bytes] = collections.deque()  # framed messages not yet in h2
-        self._offset = 0  # of the outbox's first message, already in h2
+        self._outbox: collections.deque[bytes] = collections.deque()  # framed messages not yet on the wire
+        self._offset = 0  # of the outbox's first message, already on the wire
         self._half_close = False  # asked for: end the stream once the outbox is out
         self._responded = False  # Riva's response headers came: the next headers are trailers
         self._sent_end = False
@@ -79,7 +79,7 @@ class Call:
     # -- the caller's side ------------------------------------------------------------
     @property
     def queued(self) -> int:
-        """Messages not yet handed to h2 (Riva's flow-control window is closed on them)."""
+        """Messages not yet handed to the wire (Riva's flow-control window is closed on them)."""
         return len(self._outbox)
 
     def send_message(self, payload: bytes) -> None:
@@ -356,8 +356,7 @@ class Connection:
 
     def on_window(self, stream_id: int) -> None:
         if stream_id == 0:  # the connection's window: every waiting call may go on
-            for waiting in list(self._blocked):
-                waiting._pump()
+            self._pump_blocked()
             return
         call = self._calls.get(stream_id)
         if call is not None and call in self._blocked:
@@ -365,7 +364,10 @@ class Connection:
 
     def on_settings(self) -> None:
         self._settled.set()  # Riva's stream limit is known; an initial window may have grown
-        for call in list(self._blocked):
+        self._pump_blocked()
+
+    def _pump_blocked(self) -> None:
+        for call in list(self._blocked):  # a pump that empties a call's outbox takes it out of the set
             call._pump()
 
     def on_ping_ack(self) -> None:

@@ -102,7 +102,6 @@ class Wire:
         self._block: tuple[int, bool, bytearray] | None = None  # a header block awaiting CONTINUATION
         self.max_frame_size = DEFAULT_FRAME_SIZE  # the peer's
         self.max_concurrent_streams = 2**31  # the peer's; unlimited until its SETTINGS say
-        self.settled = False  # the peer's first SETTINGS arrived
 
     # -- sending ---------------------------------------------------------------------
     def start(self) -> None:
@@ -314,7 +313,6 @@ class Wire:
                     raise WireError(PROTOCOL_ERROR, f"a maximum frame size of {value}")
                 self.max_frame_size = value
         self._frame(SETTINGS, ACK, 0, b"")
-        self.settled = True
         self._listener.on_settings()
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:

@@ -256,7 +256,7 @@ class Session(Recognition):
         before the session heard of it are dropped here; the next owner has the audio)."""
         if self.handed_over:
             return False
-        if self._shared and not self.log.owned:
+        if not self.log.owned:  # an in-memory log always is
             self.lost("the log is no longer ours")
             return False
         return True
