@@ -15,7 +15,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from service import hypercorn_close, startup
+from service import hypercorn_tcp, startup
 from service.api import audio, cors, events, health, metrics, models, realtime, sessions, tokens, transcriptions, web
 from service.api.bodies import bound_body
 from service.api.common import error_response
@@ -124,5 +124,5 @@ def settings_error_message(exc: ValidationError) -> str:
 
 
 startup.report_refusals_instead_of_tracebacks()
-hypercorn_close.apply()
+hypercorn_tcp.apply()
 app = create_app()
