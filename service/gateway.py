@@ -84,6 +84,7 @@ class Gateway:
                 runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters)
                 self.registry = Registry(runtime, nursery)
                 self.metrics.watch(self.registry, transport.limiter)
+                nursery.start_soon(self.registry.readers.tick)
                 nursery.start_soon(
                     functools.partial(
                         targets.probe_down_targets,

@@ -6,13 +6,12 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-import trio
 from quart import Blueprint, Response, request
 
 from service.api.common import authorized_session, registry
 from service.events import sse
 from service.events.log import EventLog, HistoryLost
-from service.events.readers import Readers
+from service.events.readers import TICKS_PER_HEARTBEAT, Readers
 from service.sessions.record import RemoteSession
 from service.sessions.session import Session
 
@@ -29,7 +28,6 @@ SSE_HEADERS = {
 async def follow(
     session: Session | RemoteSession,
     after_id: int,
-    heartbeat_s: float,
     done: Callable[[str], None],
     readers: Readers,
 ) -> AsyncIterator[bytes]:
@@ -37,7 +35,7 @@ async def follow(
     is told when the reader goes (the body runs outside the app's context)."""
     session.readers += 1  # counted only once the body runs, so a reader that never starts never leaks
     try:
-        async with contextlib.aclosing(_follow(session.log, after_id, heartbeat_s, readers)) as chunks:
+        async with contextlib.aclosing(_follow(session.log, after_id, readers)) as chunks:
             async for chunk in chunks:
                 yield chunk
     finally:
@@ -45,35 +43,39 @@ async def follow(
         done(session.id)
 
 
-async def _follow(event_log: EventLog, after_id: int, heartbeat_s: float, readers: Readers) -> AsyncGenerator[bytes]:
+async def _follow(event_log: EventLog, after_id: int, readers: Readers) -> AsyncGenerator[bytes]:
     yield sse.preamble()
     cursor = after_id
-    while True:
-        try:
-            batch = await event_log.read(cursor)
-        except HistoryLost as lost:  # said, never skipped silently; no id, so a resume asks again
-            cursor = lost.resumes_at - 1
-            yield sse.gap(lost.missing_from, lost.resumes_at)
-            continue
-        if batch:
-            cursor = batch[-1].id
-            yield b"".join(event.frame for event in batch)
-            continue
-        if event_log.closed or readers.stopping:  # stopping: what the log held is sent
-            return
-        with trio.move_on_after(heartbeat_s) as idle, readers.waiting(idle):
+    quiet_ticks = 0  # heartbeat ticks since the last write
+    with readers.following(event_log):
+        while True:
+            try:
+                batch = await event_log.read(cursor)
+            except HistoryLost as lost:  # said, never skipped silently; no id, so a resume asks again
+                cursor = lost.resumes_at - 1
+                yield sse.gap(lost.missing_from, lost.resumes_at)
+                continue
+            if batch:
+                cursor = batch[-1].id
+                quiet_ticks = 0
+                yield b"".join(event.frame for event in batch)
+                continue
+            if event_log.closed or readers.stopping:  # stopping: what the log held is sent
+                return
             await event_log.wait_after(cursor)
-        if idle.cancelled_caught and not readers.stopping:
-            yield sse.HEARTBEAT
+            if event_log.last_id <= cursor and not event_log.closed:  # only a nudge: a tick, or the stop
+                quiet_ticks += 1
+                if quiet_ticks >= TICKS_PER_HEARTBEAT and not readers.stopping:
+                    quiet_ticks = 0
+                    yield sse.HEARTBEAT
 
 
 @blueprint.get("/v1/sessions/<session_id>/events")
 async def events(session_id: str) -> Response:
     session = await authorized_session(session_id, scoped_ok=True)
     after_id = sse.parse_last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
-    heartbeat_s = registry().runtime.settings.sse_heartbeat_s
     session.check_reader_room()
-    body = follow(session, after_id, heartbeat_s, registry().reader_done, registry().readers)
+    body = follow(session, after_id, registry().reader_done, registry().readers)
     response = Response(body, status=200, headers=SSE_HEADERS)
     response.timeout = None  # an event stream lasts as long as the session
     return response

@@ -58,7 +58,10 @@ class EventLog(Protocol):
         the next of them is gone."""
 
     async def wait_after(self, last_id: int) -> None:
-        """Return once an event after ``last_id`` exists or the log is closed."""
+        """Return once an event after ``last_id`` exists, the log is closed, or it is nudged."""
+
+    def nudge(self) -> None:
+        """Wake every ``wait_after`` (the readers' heartbeat tick, a stopping process)."""
 
     def close(self) -> None:
         """No more events; wakes every waiter."""
@@ -78,6 +81,7 @@ class MemoryEventLog:
     def __init__(self) -> None:
         self._events: list[Event] = []
         self._changed = trio.Event()
+        self._nudges = 0
         self._closed = False
         self.size_bytes = 0
 
@@ -114,8 +118,13 @@ class MemoryEventLog:
         """Nothing to do: in one process the session itself is the record."""
 
     async def wait_after(self, last_id: int) -> None:
-        while len(self._events) <= last_id and not self._closed:
+        nudges = self._nudges
+        while len(self._events) <= last_id and not self._closed and self._nudges == nudges:
             await self._changed.wait()
+
+    def nudge(self) -> None:
+        self._nudges += 1
+        self._wake()
 
     def close(self) -> None:
         self._closed = True

@@ -37,7 +37,8 @@ class Registry(Handover):
 
     def __init__(self, runtime: Runtime, nursery: trio.Nursery) -> None:
         self.runtime = runtime
-        self.readers = Readers()  # the event streams served here, ended once this process stops
+        # the event streams served here: their heartbeat, and their end once this process stops
+        self.readers = Readers(runtime.settings.sse_heartbeat_s)
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
         self._live = 0

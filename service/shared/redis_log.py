@@ -53,6 +53,7 @@ class RedisEventLog:
         self._close_requested = False
         self._closed = False
         self._changed = trio.Event()
+        self._nudges = 0
         self.owned = False
         self.readers = 0  # event streams following it in this process
         self.waiters = 0
@@ -94,11 +95,16 @@ class RedisEventLog:
         self.waiters += 1
         if not self.owned:
             self._hub.wake_follower()
+        nudges = self._nudges
         try:
-            while self._committed <= last_id and not self._closed:
+            while self._committed <= last_id and not self._closed and self._nudges == nudges:
                 await self._changed.wait()
         finally:
             self.waiters -= 1
+
+    def nudge(self) -> None:
+        self._nudges += 1
+        self._wake()
 
     # -- the owner's side ------------------------------------------------------------
     def own(self, last_id: int, static: dict[str, str]) -> None:
