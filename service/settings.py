@@ -54,7 +54,9 @@ class Settings(BaseSettings):
         120 * SECONDS, gt=0, description="A session nobody streams to ends after this long"
     )
     finish_timeout_s: float = Field(30 * SECONDS, gt=0, description="Wait for Riva's finals after end of audio")
-    sse_heartbeat_s: float = Field(15 * SECONDS, gt=0, description="An idle event stream gets a comment line at least this often")
+    sse_heartbeat_s: float = Field(
+        15 * SECONDS, gt=0, description="An idle event stream gets a comment line at least this often"
+    )
     riva_reconnect_deadline_s: float = Field(
         30 * SECONDS, ge=0, description="How long a session keeps trying to reach Riva again after a failure"
     )
