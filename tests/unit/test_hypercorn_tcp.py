@@ -122,3 +122,48 @@ async def test_a_read_timeout_still_applies() -> None:
     assert protocol.events == [Closed()]
     await server.stream.aclose()
     peer.close()
+
+
+async def test_a_free_lock_is_taken_and_given_back_around_the_send() -> None:
+    hypercorn_tcp.apply()
+    assert TCPServer.protocol_send is hypercorn_tcp._protocol_send_uncontended
+    server, protocol, peer = connection()
+    await server.protocol_send(RawData(data=b"event: transcript\n\n"))
+    assert not server.send_lock.locked()
+    assert peer.recv(100) == b"event: transcript\n\n"
+    assert protocol.events == []
+    await server.stream.aclose()
+    peer.close()
+
+
+async def test_a_held_lock_is_waited_for_and_the_bytes_keep_their_order() -> None:
+    hypercorn_tcp.apply()
+    server, _, peer = connection()
+    # hypercorn's own path holds the lock (a close, a contended send)
+    async with trio.open_nursery() as nursery, server.send_lock:
+        nursery.start_soon(server.protocol_send, RawData(data=b"second"))
+        await trio.testing.wait_all_tasks_blocked()
+        await server.stream.send_all(b"first ")
+    await server.stream.aclose()
+    assert read_to_eof(peer) == b"first second"
+
+
+async def test_a_cancelled_sender_sends_nothing_and_leaves_the_lock_free() -> None:
+    hypercorn_tcp.apply()
+    server, _, peer = connection()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await server.protocol_send(RawData(data=b"never"))
+    assert scope.cancelled_caught and not server.send_lock.locked()
+    await server.stream.aclose()
+    assert read_to_eof(peer) == b""
+
+
+async def test_a_send_to_a_reset_peer_tells_the_protocol_and_frees_the_lock() -> None:
+    hypercorn_tcp.apply()
+    server, protocol, peer = connection()
+    peer.close()
+    for _ in range(3):  # the first send may still fit in the buffer of a socket pair
+        await server.protocol_send(RawData(data=b"x" * 100_000))
+    assert Closed() in protocol.events and not server.send_lock.locked()
+    await server.stream.aclose()
