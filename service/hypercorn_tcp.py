@@ -1,4 +1,4 @@
-"""Three changes to hypercorn 0.18's trio ``TCPServer``, the loop under every connection.
+"""Two changes to hypercorn 0.18's trio ``TCPServer``, the loop under every connection.
 
 **A close waits for the send lock.** hypercorn 0.18's ``TCPServer`` sends every byte under ``send_lock`` but calls
 ``stream.send_eof()`` in ``_close()`` without it. ``send_eof`` holds trio's "one sender at
@@ -16,12 +16,6 @@ a generator context manager and a cancel scope per read that can never fire, abo
 audio frame; the profile at 100 streams put it at 6.6% of the trio thread. Without a read timeout
 the loop reads plainly; with one, hypercorn's own loop runs.
 
-**An uncontended send takes its lock without a trip through the scheduler.** ``protocol_send``
-holds ``send_lock`` with ``async with``, whose acquire yields to the scheduler even when the
-lock is free, and then ``send_all`` yields again: two task switches for every SSE frame. Taking
-a free lock with ``acquire_nowait`` (after the same cancellation check) leaves one; a contended
-lock, and every event other than bytes to send, go through hypercorn's own code.
-
 Applied once, when ``service.app`` is imported (hypercorn's CLI and the tests' servers alike).
 """
 
@@ -30,14 +24,13 @@ from __future__ import annotations
 import contextlib
 
 import trio
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 HALF_CLOSE_WAIT_S = 5.0  # a send stuck on a peer that reads nothing must not hold the close up forever
 
 _original_close = TCPServer._close
 _original_read_data = TCPServer._read_data
-_original_protocol_send = TCPServer.protocol_send
 
 
 async def _close_under_send_lock(self: TCPServer) -> None:
@@ -75,28 +68,9 @@ async def _read_data_unscoped(self: TCPServer) -> None:
     await self.protocol.handle(Closed())
 
 
-async def _protocol_send_uncontended(self: TCPServer, event: Event) -> None:
-    lock: trio.Lock = self.send_lock
-    if not isinstance(event, RawData) or lock.locked():
-        await _original_protocol_send(self, event)
-        return
-    await trio.lowlevel.checkpoint_if_cancelled()  # what acquire() checks first, without its yield
-    lock.acquire_nowait()
-    try:
-        try:
-            with trio.CancelScope(shield=True):  # hypercorn's: a frame is never cut in half
-                await self.stream.send_all(event.data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.protocol.handle(Closed())
-    finally:
-        lock.release()
-
-
 def apply() -> None:
     """Idempotent; each change only over the hypercorn code it was written against."""
     if getattr(TCPServer, "_close", None) is _original_close and hasattr(TCPServer, "protocol_send"):
         TCPServer._close = _close_under_send_lock  # type: ignore[method-assign]
     if getattr(TCPServer, "_read_data", None) is _original_read_data:
         TCPServer._read_data = _read_data_unscoped  # type: ignore[method-assign]
-    if getattr(TCPServer, "protocol_send", None) is _original_protocol_send:
-        TCPServer.protocol_send = _protocol_send_uncontended  # type: ignore[method-assign]
