@@ -173,13 +173,13 @@ class RedisEventLog:
         self._taken_state = self._state
         fields = self._state() if self._state is not None else {}
         now = trio.current_time()
-        if whole_record:
-            fields = {**self._static, **fields}
-        elif now - self._written_at < RECORD_REFRESH_S:
+        if not whole_record and now - self._written_at < RECORD_REFRESH_S:
             written = self._written
             fields = {name: value for name, value in fields.items() if written.get(name) != value}
-        else:
+        else:  # the whole record: it restarts the refresh clock too
             self._written_at = now
+            if whole_record:
+                fields = {**self._static, **fields}
         return self._committed + 1, list(self._pending), fields
 
     def committed(self, events: list[Event], fields: dict[str, str]) -> None:

@@ -79,6 +79,22 @@ async def test_only_the_record_fields_that_changed_are_written_and_now_and_then_
     assert log.take_batch(whole_record=False)[2] == record, "refreshed whole now and then"
 
 
+async def test_a_whole_record_written_again_restarts_the_refresh_clock(autojump_clock: trio.testing.MockClock) -> None:
+    log = RedisEventLog("s", StoredStream(), window_bytes=1 << 20)
+    log.own(0, {"token_hash": "x"})
+    record = {"state": "streaming", "seq": "1"}
+    log.note_state(lambda: dict(record))
+    _, events, fields = log.take_batch(whole_record=False)
+    log.committed(events, fields)
+    await trio.sleep(RECORD_REFRESH_S)  # autojump clock
+    log.note_state(lambda: dict(record))
+    _, events, fields = log.take_batch(whole_record=True)  # Redis lost it, a refresh being due anyway
+    log.committed(events, fields)
+    record["seq"] = "2"
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False)[2] == {"seq": "2"}
+
+
 async def test_a_follower_reports_history_it_cannot_serve_instead_of_skipping_it() -> None:
     stored = StoredStream()
     stored.events = [event(i) for i in range(5, 9)]  # 1-4 were trimmed (or lost with Redis)
