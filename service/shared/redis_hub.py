@@ -2,7 +2,9 @@
 
 - **Publisher.** Owned logs' appends go out together, one script call for every session with
   something new, every ``redis_flush_interval_s``: one round trip for everything this process
-  published since the last one (a pipeline of one call per session cost more CPU). The script
+  published since the last one (a pipeline of one call per session cost more CPU), on a lean
+  connection of its own (``service.shared.resp``: coredis's request path cost more than the rest
+  of the round trip). The script
   refuses a writer that does not hold the lease (fencing). Redis down: the batch stays
   buffered (bounded) and is retried with backoff; a session whose oldest unwritten event is
   older than ``redis_outage_deadline_s`` fails.
@@ -15,7 +17,7 @@
   thrown away and a new one made. Every other command is non-blocking.
 - **Leases.** The owner renews every owned lease in one pipeline, a third of the lease's life.
 - **Control inbox.** Other instances ask this one to cancel or move a session it owns by
-  pushing onto its list; it is polled without blocking.
+  pushing onto its list; it is polled without blocking, on a lean connection of its own too.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from typing import Any
 import coredis
 import coredis.exceptions
 import trio
+from coredis.commands.script import Script
 
 from service.events import sse
 from service.events.log import Event
 from service.observability.metrics import Metrics
 from service.settings import Settings
 from service.shared import redis_scripts as scripts
+from service.shared import resp
 from service.shared.redis_log import RedisEventLog
 
 log = logging.getLogger("reserve.redis")
@@ -46,7 +50,7 @@ CONTROL_POLL_S = 0.05
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
 MAX_BATCH_SESSIONS = 256  # sessions per script call
-REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+REDIS_ERRORS = (coredis.exceptions.RedisError, resp.ReplyError, resp.ProtocolError, OSError, trio.TooSlowError)
 
 ControlHandler = Callable[[str, str], Awaitable[None]]  # (command, session id)
 FencedHandler = Callable[[str, str], None]  # (session id, why)
@@ -77,6 +81,9 @@ class RedisHub:
         self._renew = self.client.register_script(scripts.RENEW)
         self._release = self.client.register_script(scripts.RELEASE)
         self.admit_script = self.client.register_script(scripts.ADMIT)
+        # the two round trips made many times a second, each on a connection of its task's own
+        self._publish_link = resp.RespConnection(self.client.connection_pool, timeout_s=settings.redis_timeout_s)
+        self._inbox_link = resp.RespConnection(self.client.connection_pool, timeout_s=settings.redis_timeout_s)
         self.logs: dict[str, RedisEventLog] = {}
         self._publish_wake = trio.Event()
         self._dirty: set[RedisEventLog] = set()  # logs with something to write
@@ -89,17 +96,22 @@ class RedisHub:
 
     # -- lifetime ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self.client, trio.open_nursery() as nursery:
-            try:
-                await self.call("PING", self.client.ping())
-            except RedisUnavailable as exc:
-                log.error("Redis at %s does not answer: %s", _safe(self.settings.redis_url), exc)
-            nursery.start_soon(self._publisher)
-            nursery.start_soon(self._follower)
-            nursery.start_soon(self._renewer)
-            nursery.start_soon(self._inbox)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with self.client, trio.open_nursery() as nursery:
+                try:
+                    await self.call("PING", self.client.ping())
+                except RedisUnavailable as exc:
+                    log.error("Redis at %s does not answer: %s", _safe(self.settings.redis_url), exc)
+                nursery.start_soon(self._publisher)
+                nursery.start_soon(self._follower)
+                nursery.start_soon(self._renewer)
+                nursery.start_soon(self._inbox)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):  # run by a cancellation: closing each must not be cut short
+                for link in (self._publish_link, self._inbox_link):
+                    await link.aclose()
 
     async def call(self, what: str, request: Awaitable[Any]) -> Any:
         """One round trip with a deadline; Redis failures become ``RedisUnavailable``."""
@@ -207,9 +219,11 @@ class RedisHub:
                 args += [event.name, _data_of(event)]
             batches.append((event_log, events, fields))
             self.metrics.redis_batch(len(events))
-        replies = await self.call("append", self._append(keys=keys, args=args))
+        replies = await self.call("append", self._eval(self._publish_link, self._append, keys, args))
+        if not isinstance(replies, list) or len(replies) != len(batches):
+            raise RedisUnavailable(f"append: the script answered {replies!r:.80}")
         for (event_log, events, fields), reply in zip(batches, replies, strict=True):
-            status = reply[0].decode()
+            status = reply[0].decode() if isinstance(reply, list) and isinstance(reply[0], bytes) else repr(reply)
             sid = event_log.session_id
             if status == "OK":
                 self._whole_record.discard(sid)
@@ -223,6 +237,20 @@ class RedisHub:
                 event_log.disown()
                 if self.on_fenced is not None:
                     self.on_fenced(sid, status.lower())
+
+    @staticmethod
+    async def _eval(
+        link: resp.RespConnection, script: Script[bytes], keys: list[str], args: list[str | bytes]
+    ) -> resp.Reply:
+        """``script`` by its digest on ``link``, loaded first where Redis lacks it (a restart)."""
+        request = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await link.call(*request)
+        except resp.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await link.call("SCRIPT", "LOAD", script.script)
+        return await link.call(*request)
 
     def _check_outage(self, dirty: list[RedisEventLog]) -> None:
         deadline = self.settings.redis_outage_deadline_s
@@ -354,11 +382,13 @@ class RedisHub:
         while True:
             await trio.sleep(CONTROL_POLL_S)
             try:
-                messages = await self.call("LPOP", self.client.lpop(key, 64))
+                messages = await self.call("LPOP", self._inbox_link.call("LPOP", key, 64))
             except RedisUnavailable:
                 await trio.sleep(BACKOFF_MAX_S)
                 continue
-            for message in messages or ():
+            for message in messages if isinstance(messages, list) else ():
+                if not isinstance(message, bytes):
+                    continue
                 command, _, session_id = message.decode().partition(" ")
                 if self.on_control is not None:
                     await self.on_control(command, session_id)

@@ -1,0 +1,132 @@
+"""The lean Redis connection (service.shared.resp): RESP2 encoding and parsing byte by byte,
+and round trips against a real redis-server: auth, database, scripts, errors, a server that
+goes away and comes back, a cancelled call."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import coredis
+import pytest
+import trio
+
+from service.shared import resp
+from service.shared.resp import ProtocolError, ReplyError, RespConnection
+from tests.redis_server import RedisServer, redis_server, running_redis
+
+__all__ = ["redis_server"]  # the fixture, imported for this module's tests
+
+REPLIES: list[tuple[bytes, resp.Reply]] = [
+    (b"+OK\r\n", b"OK"),
+    (b":-42\r\n", -42),
+    (b"$5\r\nhe\r\nl\r\n", b"he\r\nl"),  # a bulk string may hold CRLF
+    (b"$0\r\n\r\n", b""),
+    (b"$-1\r\n", None),
+    (b"*-1\r\n", None),
+    (b"*0\r\n", []),
+    (
+        b"*3\r\n$2\r\nOK\r\n*2\r\n:1\r\n$-1\r\n-NOSCRIPT no script\r\n",
+        [b"OK", [1, None], ReplyError("NOSCRIPT no script")],
+    ),
+]
+
+
+def same(a: resp.Reply, b: resp.Reply) -> bool:
+    if isinstance(a, ReplyError) or isinstance(b, ReplyError):
+        return type(a) is type(b) and str(a) == str(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize(("wire", "reply"), REPLIES)
+def test_each_reply_parses_whole_and_not_before(wire: bytes, reply: resp.Reply) -> None:
+    parsed, end = resp.parse(wire + b"+next\r\n")
+    assert same(parsed, reply) and end == len(wire)
+    for cut in range(len(wire)):
+        with pytest.raises(resp._Incomplete):
+            resp.parse(wire[:cut])
+
+
+def test_an_unknown_reply_type_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="unexpected reply type '%'"):
+        resp.parse(b"%1\r\n+a\r\n+b\r\n")  # a RESP3 map: never asked for
+
+
+def test_commands_are_arrays_of_bulk_strings() -> None:
+    wire = b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n2\r\n$3\r\nk\r\n\r\n"
+    assert resp.encode(("EVALSHA", b"ab", 2, "k\r\n")) == wire
+
+
+def connection(url: str, timeout_s: float = 2.0) -> RespConnection:
+    return RespConnection(coredis.Redis.from_url(url).connection_pool, timeout_s=timeout_s)
+
+
+async def test_a_round_trip_and_an_error_that_leaves_the_connection_usable(redis_server: RedisServer) -> None:
+    redis = connection(redis_server.url)
+    assert await redis.call("SET", "k", b"\x00\xff") == b"OK"
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        await redis.call("LPUSH", "k", "x")
+    assert await redis.call("GET", "k") == b"\x00\xff"
+    assert await redis.call("LPOP", "missing", 64) is None
+    await redis.aclose()
+
+
+async def test_scripts_by_sha_and_nested_replies(redis_server: RedisServer) -> None:
+    redis = connection(redis_server.url)
+    script = b"return {redis.status_reply('OK'), {tonumber(ARGV[1]) + 1, KEYS[1]}}"
+    with pytest.raises(ReplyError, match="NOSCRIPT"):
+        await redis.call("EVALSHA", "0" * 40, 0)
+    sha = await redis.call("SCRIPT", "LOAD", script)
+    assert isinstance(sha, bytes)
+    assert await redis.call("EVALSHA", sha, 1, "key", 41) == [b"OK", [42, b"key"]]
+    await redis.aclose()
+
+
+async def test_user_password_and_database_come_from_the_url(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as server:
+        admin = connection(server.url)
+        await admin.call("ACL", "SETUSER", "gw", "on", ">s3cret", "~*", "+@all")
+        await admin.call("SELECT", 3)
+        await admin.call("SET", "where", "db3")
+        gateway = connection(f"redis://gw:s3cret@127.0.0.1:{server.port}/3")
+        assert await gateway.call("GET", "where") == b"db3"
+        intruder = connection(f"redis://gw:wrong@127.0.0.1:{server.port}/3")
+        with pytest.raises(ReplyError, match="WRONGPASS"):
+            await intruder.call("PING")
+        assert intruder._stream is None  # a refused login closes what it opened
+        for each in (admin, gateway):
+            await each.aclose()
+
+
+async def test_a_server_that_goes_away_fails_the_call_and_the_next_one_connects_again(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as server:
+        redis = connection(server.url)
+        assert await redis.call("PING") == b"PONG"
+        server.stop(kill=True)
+        with pytest.raises(OSError):
+            await redis.call("PING")
+        server.start()
+        assert await redis.call("PING") == b"PONG"
+        await redis.aclose()
+
+
+async def test_a_silent_server_fails_the_call_at_its_deadline() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never answers
+        port = listener.getsockname()[1]
+        redis = connection(f"redis://127.0.0.1:{port}/0", timeout_s=0.2)
+        with pytest.raises(trio.TooSlowError):
+            await redis.call("PING")
+        assert redis._stream is None  # thrown away: a late reply can never be read as the next call's
+
+
+async def test_a_cancelled_call_never_leaves_its_reply_for_the_next_one(redis_server: RedisServer) -> None:
+    redis = connection(redis_server.url)
+    await redis.call("SET", "k", "first")
+    with trio.CancelScope() as scope:
+        scope.deadline = trio.current_time()  # cancelled at its first checkpoint, mid round trip
+        await redis.call("BLPOP", "nothing", 1)
+    assert scope.cancelled_caught
+    assert await redis.call("GET", "k") == b"first"
+    await redis.aclose()
