@@ -1,23 +1,23 @@
 """One process's link to Redis: the publisher, the follower, leases and the control inbox.
 
+The three round trips made many times a second (the publisher's, the follower's, the inbox's)
+each go over a lean connection of their task's own (``service.shared.resp``): coredis's request
+path cost more CPU than the rest of the round trip. Everything else goes through coredis.
+
 - **Publisher.** Owned logs' appends go out together, one script call for every session with
   something new, every ``redis_flush_interval_s``: one round trip for everything this process
-  published since the last one (a pipeline of one call per session cost more CPU), on a lean
-  connection of its own (``service.shared.resp``: coredis's request path cost more than the rest
-  of the round trip). The script
+  published since the last one (a pipeline of one call per session cost more CPU). The script
   refuses a writer that does not hold the lease (fencing). Redis down: the batch stays
   buffered (bounded) and is retried with backoff; a session whose oldest unwritten event is
   older than ``redis_outage_deadline_s`` fails.
-- **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK`` on
-  a client of its own, at most once per flush interval while events flow, and fans events out
-  to the local readers. A blocking command that is
-  cancelled, or whose connection Redis drops, never gives its pool slot back (coredis 6.9.0,
-  measured), so that client is this task's alone, its commands block at most
-  ``FOLLOW_BLOCK_MS`` and are shielded from cancellation, and after any failure the client is
-  thrown away and a new one made. Every other command is non-blocking.
+- **Follower.** One task per process reads every followed stream with one ``XREAD BLOCK``, at
+  most once per flush interval while events flow, and fans events out to the local readers. A
+  read blocks at most ``FOLLOW_BLOCK_MS``; one that fails or is cancelled throws its connection
+  away (coredis 6.9.0 never gave a cancelled blocking command's pool slot back, measured; the
+  lean connection has no pool). Every other command is non-blocking.
 - **Leases.** The owner renews every owned lease in one pipeline, a third of the lease's life.
 - **Control inbox.** Other instances ask this one to cancel or move a session it owns by
-  pushing onto its list; it is polled without blocking, on a lean connection of its own too.
+  pushing onto its list; it is polled without blocking.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import coredis
@@ -81,9 +81,10 @@ class RedisHub:
         self._renew = self.client.register_script(scripts.RENEW)
         self._release = self.client.register_script(scripts.RELEASE)
         self.admit_script = self.client.register_script(scripts.ADMIT)
-        # the two round trips made many times a second, each on a connection of its task's own
-        self._publish_link = resp.RespConnection(self.client.connection_pool, timeout_s=settings.redis_timeout_s)
-        self._inbox_link = resp.RespConnection(self.client.connection_pool, timeout_s=settings.redis_timeout_s)
+        pool, timeout_s = self.client.connection_pool, settings.redis_timeout_s
+        self._publish_link = resp.RespConnection(pool, timeout_s=timeout_s)
+        self._inbox_link = resp.RespConnection(pool, timeout_s=timeout_s)
+        self._follow_link = resp.RespConnection(pool, timeout_s=timeout_s + FOLLOW_BLOCK_MS / 1000)
         self.logs: dict[str, RedisEventLog] = {}
         self._publish_wake = trio.Event()
         self._dirty: set[RedisEventLog] = set()  # logs with something to write
@@ -110,7 +111,7 @@ class RedisHub:
                 await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):  # run by a cancellation: closing each must not be cut short
-                for link in (self._publish_link, self._inbox_link):
+                for link in (self._publish_link, self._inbox_link, self._follow_link):
                     await link.aclose()
 
     async def call(self, what: str, request: Awaitable[Any]) -> Any:
@@ -176,7 +177,7 @@ class RedisHub:
         entries = await self.call(
             "XRANGE", self.client.xrange(scripts.log_key(session_id), f"(0-{after_id}", "+", count=limit)
         )
-        return [_event(entry) for entry in entries]
+        return [_event(entry.identifier, entry.field_values) for entry in entries]
 
     # -- the publisher -------------------------------------------------------------------
     async def _publisher(self) -> None:
@@ -271,14 +272,12 @@ class RedisHub:
     async def _follower(self) -> None:
         backoff = 0.0
         while True:
-            timeout_s = self.settings.redis_timeout_s + FOLLOW_BLOCK_MS / 1000
-            async with connect(self.settings.redis_url, timeout_s=timeout_s, max_connections=1) as client:
-                failed = await self._follow(client)
-            backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2)) if failed else 0.0
+            await self._follow()  # returns once a read failed
+            backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
             await trio.sleep(backoff)
 
-    async def _follow(self, client: coredis.Redis[bytes]) -> bool:
-        """Follow with ``client`` until it fails (True: then it is replaced)."""
+    async def _follow(self) -> None:
+        """Follow until a read fails (its connection is gone then; the next read makes one)."""
         while True:
             followed = {
                 scripts.log_key(sid): f"0-{event_log.last_id}"
@@ -291,19 +290,19 @@ class RedisHub:
                 continue
             self._follow_wake = trio.Event()
             started = trio.current_time()
+            request: list[resp.Arg] = ["XREAD", "COUNT", 500, "BLOCK", FOLLOW_BLOCK_MS, "STREAMS"]
+            request += [*followed, *followed.values()]
             try:
-                # never cancelled (see the module's docstring); its own deadline is the block
-                with trio.CancelScope(shield=True):
-                    reply = await client.xread(followed, count=500, block=FOLLOW_BLOCK_MS)
+                reply = _streams(await self._follow_link.call(*request))
                 self.metrics.redis_round_trip("XREAD")
             except REDIS_ERRORS as exc:
                 self._failed("XREAD", exc)
-                return True
-            for key, entries in (reply or {}).items():
+                return
+            for key, entries in reply:
                 sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
                 event_log = self.logs.get(sid)
                 if event_log is not None and not event_log.owned:
-                    event_log.deliver([_event(entry) for entry in entries])
+                    event_log.deliver([_event(identifier, fields) for identifier, fields in entries])
             # at most one read per flush interval while events flow: the publishers write
             # that often, so a read per interval takes a whole flush of every one of them
             await trio.sleep_until(started + self.settings.redis_flush_interval_s if reply else started)
@@ -394,11 +393,35 @@ class RedisHub:
                     await self.on_control(command, session_id)
 
 
-def _event(entry: Any) -> Event:
-    event_id = int(entry.identifier.split(b"-", 1)[1])
-    fields = entry.field_values
+def _event(identifier: bytes, fields: Mapping[bytes, bytes]) -> Event:
+    event_id = int(identifier.split(b"-", 1)[1])
     name = fields[b"n"].decode()
     return Event(event_id, name, sse.frame(event_id, name, fields[b"d"]))
+
+
+StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+def _streams(reply: resp.Reply) -> StreamEntries:
+    """XREAD's reply in RESP2 (``[[key, [[id, [field, value, …]], …]], …]``, or nil when the
+    block ran out), checked, with each entry's fields as a dict."""
+    if reply is None:
+        return []
+    raw: Any = reply  # checked as it is taken apart
+    try:
+        streams: StreamEntries = []
+        for key, entries in raw:
+            parsed = []
+            for identifier, flat in entries:
+                if not isinstance(identifier, bytes) or not all(isinstance(item, bytes) for item in flat):
+                    raise TypeError("not a bulk string")
+                parsed.append((identifier, dict(zip(flat[::2], flat[1::2], strict=True))))
+            if not isinstance(key, bytes):
+                raise TypeError("not a bulk string")
+            streams.append((key, parsed))
+        return streams
+    except (TypeError, ValueError) as exc:
+        raise resp.ProtocolError(f"XREAD answered {reply!r:.80}") from exc
 
 
 def _data_of(event: Event) -> bytes:

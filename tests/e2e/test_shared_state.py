@@ -193,8 +193,9 @@ async def test_readiness_says_when_redis_cannot_be_reached(fake_riva: FakeRiva, 
 
 
 async def test_readers_that_come_and_go_never_wear_out_the_follower(pair: tuple[Gateway, Gateway]) -> None:
-    """Each process follows Redis with one never-cancelled blocking read (a cancelled one would
-    keep a coredis pool slot for good: eight and a pool of eight blocks forever)."""
+    """Each process follows Redis with one blocking read at a time, which readers that come and
+    go must never wear out (a cancelled coredis blocking read kept its pool slot for good: eight
+    and a pool of eight blocked forever; the follower's lean connection has no pool)."""
     a, b = pair
     session = await a.create_session(**content_config())
     audio = speech_audio()

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from service.shared import resp
+from service.shared.redis_hub import _event, _streams
 from service.shared.resp import ProtocolError, ReplyError, RespConnection
 from tests.redis_server import RedisServer, redis_server, running_redis
 
@@ -129,4 +130,19 @@ async def test_a_cancelled_call_never_leaves_its_reply_for_the_next_one(redis_se
         await redis.call("BLPOP", "nothing", 1)
     assert scope.cancelled_caught
     assert await redis.call("GET", "k") == b"first"
+    await redis.aclose()
+
+
+async def test_xread_replies_become_entries_and_a_malformed_one_is_refused(redis_server: RedisServer) -> None:
+    redis = connection(redis_server.url)
+    await redis.call("XADD", "rsv:s:a:log", "0-1", "n", "transcript", "d", b'{"x":1}')
+    await redis.call("XADD", "rsv:s:a:log", "0-2", "n", "end", "d", b"{}")
+    reply = await redis.call("XREAD", "COUNT", 10, "BLOCK", 10, "STREAMS", "rsv:s:a:log", "rsv:s:b:log", "0-1", "0-0")
+    entries = _streams(reply)
+    assert entries == [(b"rsv:s:a:log", [(b"0-2", {b"n": b"end", b"d": b"{}"})])]
+    assert _event(*entries[0][1][0]).frame == b"id: 2\nevent: end\ndata: {}\n\n"
+    assert _streams(await redis.call("XREAD", "BLOCK", 10, "STREAMS", "rsv:s:b:log", "0-0")) == []  # nil: none
+    for malformed in ([b"key"], [[b"key", [[b"0-1", [b"n"]]]]], b"OK", 3):
+        with pytest.raises(ProtocolError, match="XREAD answered"):
+            _streams(malformed)
     await redis.aclose()
