@@ -97,11 +97,15 @@ class RespConnection:
 
     async def call(self, *args: Arg) -> Reply:
         """One command's reply, within ``timeout_s`` (connecting first if need be); an error
-        reply raises ``ReplyError`` and leaves the connection usable."""
-        with trio.fail_after(self.timeout_s):
-            if self._stream is None:
-                await self._connect()
-            reply = await self._round_trip(encode(args))
+        reply raises ``ReplyError`` and leaves the connection usable. A broken connection raises
+        an ``OSError``, a deadline ``trio.TooSlowError``."""
+        try:
+            with trio.fail_after(self.timeout_s):
+                if self._stream is None:
+                    await self._connect()
+                reply = await self._round_trip(encode(args))
+        except trio.BrokenResourceError as exc:  # a reset, a failed TLS handshake: trio's words for OSErrors
+            raise ConnectionResetError(f"Redis connection broken: {exc.__cause__ or exc}") from exc
         if isinstance(reply, ReplyError):
             raise reply
         return reply

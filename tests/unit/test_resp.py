@@ -1,10 +1,14 @@
 """The lean Redis connection (service.shared.resp): RESP2 encoding and parsing byte by byte,
 and round trips against a real redis-server: auth, database, scripts, errors, a server that
-goes away and comes back, a cancelled call."""
+goes away and comes back, a reset, a cancelled call, TLS."""
 
 from __future__ import annotations
 
 import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import coredis
@@ -14,7 +18,8 @@ import trio
 from service.shared import resp
 from service.shared.redis_hub import _event, _streams
 from service.shared.resp import ProtocolError, ReplyError, RespConnection
-from tests.redis_server import RedisServer, redis_server, running_redis
+from tests.certs import make_pki
+from tests.redis_server import REDIS_SERVER, RedisServer, free_port, redis_server, running_redis
 
 __all__ = ["redis_server"]  # the fixture, imported for this module's tests
 
@@ -146,3 +151,60 @@ async def test_xread_replies_become_entries_and_a_malformed_one_is_refused(redis
         with pytest.raises(ProtocolError, match="XREAD answered"):
             _streams(malformed)
     await redis.aclose()
+
+
+async def test_a_connection_reset_under_a_call_is_an_os_error() -> None:
+    """trio says BrokenResourceError; the hub counts OSErrors as Redis being unavailable."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        redis = connection(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        async with trio.open_nursery() as nursery:
+
+            async def reset_the_first_connection() -> None:
+                accepted, _ = await trio.to_thread.run_sync(listener.accept)
+                accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                accepted.recv(100)  # the request arrived
+                accepted.close()  # linger 0: a reset
+
+            nursery.start_soon(reset_the_first_connection)
+            with pytest.raises(OSError):
+                await redis.call("PING")
+        assert redis._stream is None
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server that speaks only TLS, with a certificate from a throwaway CA: (port, CA file)."""
+    pki = make_pki()
+    files = {name: tmp_path / name for name in ("server.pem", "server.key", "ca.pem")}
+    for path, data in zip(files.values(), (pki.server.cert, pki.server.key, pki.ca.cert), strict=True):
+        path.write_bytes(data)
+    port = free_port()
+    command = [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+    command += ["--tls-cert-file", str(files["server.pem"]), "--tls-key-file", str(files["server.key"])]
+    command += ["--tls-ca-cert-file", str(files["ca.pem"]), "--tls-auth-clients", "no", "--save", ""]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start with TLS") from None
+                time.sleep(0.02)
+        yield port, files["ca.pem"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_rediss_urls_connect_over_tls_and_refuse_an_untrusted_server(tls_redis: tuple[int, Path]) -> None:
+    port, ca = tls_redis
+    trusting = connection(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+    assert await trusting.call("PING") == b"PONG"
+    assert await trusting.call("SET", "over", "tls") == b"OK"
+    await trusting.aclose()
+    untrusting = connection(f"rediss://127.0.0.1:{port}/0")  # the system's CAs only
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+        await untrusting.call("PING")
