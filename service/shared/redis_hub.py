@@ -272,12 +272,14 @@ class RedisHub:
     async def _follower(self) -> None:
         backoff = 0.0
         while True:
-            await self._follow()  # returns once a read failed
-            backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
+            read_some = await self._follow()  # returns once a read failed
+            backoff = BACKOFF_FIRST_S if read_some else min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
             await trio.sleep(backoff)
 
-    async def _follow(self) -> None:
-        """Follow until a read fails (its connection is gone then; the next read makes one)."""
+    async def _follow(self) -> bool:
+        """Follow until a read fails (its connection is gone then; the next read makes one);
+        whether any read succeeded first (a fresh failure, not the same outage going on)."""
+        read_some = False
         while True:
             followed = {
                 scripts.log_key(sid): f"0-{event_log.last_id}"
@@ -297,7 +299,8 @@ class RedisHub:
                 self.metrics.redis_round_trip("XREAD")
             except REDIS_ERRORS as exc:
                 self._failed("XREAD", exc)
-                return
+                return read_some
+            read_some = True
             for key, entries in reply:
                 sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
                 event_log = self.logs.get(sid)
