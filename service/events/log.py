@@ -75,13 +75,35 @@ class EventLog(Protocol):
         batch of events is written (so it is exactly as of the last of them)."""
 
 
+class Changes:
+    """A log's waiters: woken at every change, and a nudge ends the waits begun before it.
+    Both logs wait through this, so that what wakes a reader is the same in each."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._nudges = 0
+
+    async def wait(self, done: Callable[[], bool]) -> None:
+        """Until ``done()`` holds or a nudge comes (checked again at every change)."""
+        nudges = self._nudges
+        while not done() and self._nudges == nudges:
+            await self._event.wait()
+
+    def wake(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    def nudge(self) -> None:
+        self._nudges += 1
+        self.wake()
+
+
 class MemoryEventLog:
     """Ids are 1, 2, 3…, so an id is its list index plus one: reads are slices."""
 
     def __init__(self) -> None:
         self._events: list[Event] = []
-        self._changed = trio.Event()
-        self._nudges = 0
+        self._changes = Changes()
         self._closed = False
         self.size_bytes = 0
 
@@ -104,7 +126,7 @@ class MemoryEventLog:
         event = Event(event_id, name, sse.frame(event_id, name, data))  # the JSON is kept once, in the frame
         self._events.append(event)
         self.size_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
-        self._wake()
+        self._changes.wake()
         return event
 
     def read_after(self, last_id: int, limit: int = 1000) -> list[Event]:
@@ -118,18 +140,11 @@ class MemoryEventLog:
         """Nothing to do: in one process the session itself is the record."""
 
     async def wait_after(self, last_id: int) -> None:
-        nudges = self._nudges
-        while len(self._events) <= last_id and not self._closed and self._nudges == nudges:
-            await self._changed.wait()
+        await self._changes.wait(lambda: len(self._events) > last_id or self._closed)
 
     def nudge(self) -> None:
-        self._nudges += 1
-        self._wake()
+        self._changes.nudge()
 
     def close(self) -> None:
         self._closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        self._changes.wake()

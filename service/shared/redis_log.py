@@ -15,7 +15,7 @@ from typing import Protocol
 import trio
 
 from service.events import sse
-from service.events.log import EVENT_OVERHEAD_BYTES, Event, HistoryLost
+from service.events.log import EVENT_OVERHEAD_BYTES, Changes, Event, HistoryLost
 
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 
@@ -52,8 +52,7 @@ class RedisEventLog:
         self._written_at = 0.0
         self._close_requested = False
         self._closed = False
-        self._changed = trio.Event()
-        self._nudges = 0
+        self._changes = Changes()
         self.owned = False
         self.readers = 0  # event streams following it in this process
         self.waiters = 0
@@ -95,16 +94,13 @@ class RedisEventLog:
         self.waiters += 1
         if not self.owned:
             self._hub.wake_follower()
-        nudges = self._nudges
         try:
-            while self._committed <= last_id and not self._closed and self._nudges == nudges:
-                await self._changed.wait()
+            await self._changes.wait(lambda: self._committed > last_id or self._closed)
         finally:
             self.waiters -= 1
 
     def nudge(self) -> None:
-        self._nudges += 1
-        self._wake()
+        self._changes.nudge()
 
     # -- the owner's side ------------------------------------------------------------
     def own(self, last_id: int, static: dict[str, str]) -> None:
@@ -126,7 +122,7 @@ class RedisEventLog:
         self._written = {}
         self._close_requested = self._closed
         self._hub.wake_follower()
-        self._wake()
+        self._changes.wake()
 
     def append(self, name: str, data: bytes) -> Event:
         if self._close_requested or not self.owned:
@@ -151,14 +147,14 @@ class RedisEventLog:
         self._close_requested = True
         if not self._pending:
             self._closed = True
-            self._wake()
+            self._changes.wake()
 
     async def drained(self, timeout_s: float) -> bool:
         """Whether everything appended (and the record) got to Redis within ``timeout_s``."""
         self._hub.wake_publisher(self)
         with trio.move_on_after(timeout_s):
-            while self.dirty:
-                await self._changed.wait()
+            while self.dirty:  # a nudge ends a wait early; this one goes on
+                await self._changes.wait(lambda: not self.dirty)
             return True
         return False
 
@@ -194,11 +190,11 @@ class RedisEventLog:
         self._extend(events)
         if self._close_requested and not self._pending:
             self._closed = True
-        self._wake()
+        self._changes.wake()
 
     def refused(self) -> None:
         """The publisher cannot write (fenced): wake whoever waits for the writes."""
-        self._wake()
+        self._changes.wake()
 
     # -- the follower's side ---------------------------------------------------------------
     def deliver(self, events: list[Event]) -> None:
@@ -211,7 +207,7 @@ class RedisEventLog:
         self._extend(fresh)
         if fresh[-1].name == "end":
             self._closed = True
-        self._wake()
+        self._changes.wake()
 
     def _extend(self, events: list[Event]) -> None:
         for event in events:
@@ -228,7 +224,3 @@ class RedisEventLog:
         self._window.clear()
         self._window_bytes = 0
         self._base = self._committed = last_id
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
