@@ -60,13 +60,13 @@ class RedisUnavailable(Exception):
     """Redis did not answer; the message says how."""
 
 
-def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> coredis.Redis[bytes]:
+def connect(url: str, *, timeout_s: float) -> coredis.Redis[bytes]:
     return coredis.Redis.from_url(
         url,
         stream_timeout=timeout_s,
         connect_timeout=timeout_s,
         pool_timeout=timeout_s,
-        max_connections=max_connections,
+        max_connections=64,
         retry_policy=coredis.retry.NoRetryPolicy(),
     )
 
@@ -220,11 +220,8 @@ class RedisHub:
                 args += [event.name, _data_of(event)]
             batches.append((event_log, events, fields))
             self.metrics.redis_batch(len(events))
-        replies = await self.call("append", self._eval(self._publish_link, self._append, keys, args))
-        if not isinstance(replies, list) or len(replies) != len(batches):
-            raise RedisUnavailable(f"append: the script answered {replies!r:.80}")
-        for (event_log, events, fields), reply in zip(batches, replies, strict=True):
-            status = reply[0].decode() if isinstance(reply, list) and isinstance(reply[0], bytes) else repr(reply)
+        statuses = await self.call("append", self._append_all(keys, args, len(batches)))
+        for (event_log, events, fields), status in zip(batches, statuses, strict=True):
             sid = event_log.session_id
             if status == "OK":
                 self._whole_record.discard(sid)
@@ -239,19 +236,18 @@ class RedisHub:
                 if self.on_fenced is not None:
                     self.on_fenced(sid, status.lower())
 
-    @staticmethod
-    async def _eval(
-        link: resp.RespConnection, script: Script[bytes], keys: list[str], args: list[str | bytes]
-    ) -> resp.Reply:
-        """``script`` by its digest on ``link``, loaded first where Redis lacks it (a restart)."""
-        request = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await link.call(*request)
-        except resp.ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        await link.call("SCRIPT", "LOAD", script.script)
-        return await link.call(*request)
+    async def _append_all(self, keys: list[str], args: list[str | bytes], sessions: int) -> list[str]:
+        """The APPEND script's status for each session, checked inside the round trip so that a
+        malformed answer is a Redis failure like any other (``call`` translates it)."""
+        replies = await _eval(self._publish_link, self._append, keys, args)
+        statuses = [
+            reply[0].decode()
+            for reply in (replies if isinstance(replies, list) else [])
+            if isinstance(reply, list) and reply and isinstance(reply[0], bytes)
+        ]
+        if not isinstance(replies, list) or len(statuses) != len(replies) or len(statuses) != sessions:
+            raise resp.ProtocolError(f"the append script answered {replies!r:.80}")
+        return statuses
 
     def _check_outage(self, dirty: list[RedisEventLog]) -> None:
         deadline = self.settings.redis_outage_deadline_s
@@ -394,6 +390,20 @@ class RedisHub:
                 command, _, session_id = message.decode().partition(" ")
                 if self.on_control is not None:
                     await self.on_control(command, session_id)
+
+
+async def _eval(
+    link: resp.RespConnection, script: Script[bytes], keys: list[str], args: list[str | bytes]
+) -> resp.Reply:
+    """``script`` by its digest on ``link``, loaded first where Redis lacks it (a restart)."""
+    request = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    try:
+        return await link.call(*request)
+    except resp.ReplyError as exc:
+        if not str(exc).startswith("NOSCRIPT"):
+            raise
+    await link.call("SCRIPT", "LOAD", script.script)
+    return await link.call(*request)
 
 
 def _event(identifier: bytes, fields: Mapping[bytes, bytes]) -> Event:

@@ -106,8 +106,7 @@ class RespConnection:
                 reply = await self._round_trip(encode(args))
         except trio.BrokenResourceError as exc:  # a reset, a failed TLS handshake: trio's words for OSErrors
             raise ConnectionResetError(f"Redis connection broken: {exc.__cause__ or exc}") from exc
-        if isinstance(reply, ReplyError):
-            raise reply
+        _check(reply)
         return reply
 
     async def aclose(self) -> None:
@@ -132,7 +131,7 @@ class RespConnection:
                 _check(await self._round_trip(encode(("AUTH", *credentials))))
             if self._db:
                 _check(await self._round_trip(encode(("SELECT", self._db))))
-        except BaseException:
+        except ReplyError:  # a refused login (a failed round trip has closed the connection itself)
             await self.aclose()
             raise
 
