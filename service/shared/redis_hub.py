@@ -27,20 +27,19 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import coredis
 import coredis.exceptions
 import trio
-from coredis.commands.script import Script
 
 from service.events import sse
 from service.events.log import Event
 from service.observability.metrics import Metrics
 from service.settings import Settings
+from service.shared import redis_codec, resp
 from service.shared import redis_scripts as scripts
-from service.shared import resp
 from service.shared.redis_log import RedisEventLog
 
 log = logging.getLogger("reserve.redis")
@@ -177,7 +176,7 @@ class RedisHub:
         entries = await self.call(
             "XRANGE", self.client.xrange(scripts.log_key(session_id), f"(0-{after_id}", "+", count=limit)
         )
-        return [_event(entry.identifier, entry.field_values) for entry in entries]
+        return [redis_codec.event(entry.identifier, entry.field_values) for entry in entries]
 
     # -- the publisher -------------------------------------------------------------------
     async def _publisher(self) -> None:
@@ -217,7 +216,7 @@ class RedisHub:
             for name, value in fields.items():
                 args += [name, value]
             for event in events:
-                args += [event.name, _data_of(event)]
+                args += [event.name, sse.frame_data(event.frame)]
             batches.append((event_log, events, fields))
             self.metrics.redis_batch(len(events))
         statuses = await self.call("append", self._append_all(keys, args, len(batches)))
@@ -239,7 +238,7 @@ class RedisHub:
     async def _append_all(self, keys: list[str], args: list[str | bytes], sessions: int) -> list[str]:
         """The APPEND script's status for each session, checked inside the round trip so that a
         malformed answer is a Redis failure like any other (``call`` translates it)."""
-        replies = await _eval(self._publish_link, self._append, keys, args)
+        replies = await redis_codec.eval_script(self._publish_link, self._append, keys, args)
         statuses = [
             reply[0].decode()
             for reply in (replies if isinstance(replies, list) else [])
@@ -291,7 +290,7 @@ class RedisHub:
             request: list[resp.Arg] = ["XREAD", "COUNT", 500, "BLOCK", FOLLOW_BLOCK_MS, "STREAMS"]
             request += [*followed, *followed.values()]
             try:
-                reply = _streams(await self._follow_link.call(*request))
+                reply = redis_codec.stream_entries(await self._follow_link.call(*request))
                 self.metrics.redis_round_trip("XREAD")
             except REDIS_ERRORS as exc:
                 self._failed("XREAD", exc)
@@ -301,7 +300,7 @@ class RedisHub:
                 sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
                 event_log = self.logs.get(sid)
                 if event_log is not None and not event_log.owned:
-                    event_log.deliver([_event(identifier, fields) for identifier, fields in entries])
+                    event_log.deliver([redis_codec.event(identifier, fields) for identifier, fields in entries])
             # at most one read per flush interval while events flow: the publishers write
             # that often, so a read per interval takes a whole flush of every one of them
             await trio.sleep_until(started + self.settings.redis_flush_interval_s if reply else started)
@@ -390,57 +389,6 @@ class RedisHub:
                 command, _, session_id = message.decode().partition(" ")
                 if self.on_control is not None:
                     await self.on_control(command, session_id)
-
-
-async def _eval(
-    link: resp.RespConnection, script: Script[bytes], keys: list[str], args: list[str | bytes]
-) -> resp.Reply:
-    """``script`` by its digest on ``link``, loaded first where Redis lacks it (a restart)."""
-    request = ("EVALSHA", script.sha, len(keys), *keys, *args)
-    try:
-        return await link.call(*request)
-    except resp.ReplyError as exc:
-        if not str(exc).startswith("NOSCRIPT"):
-            raise
-    await link.call("SCRIPT", "LOAD", script.script)
-    return await link.call(*request)
-
-
-def _event(identifier: bytes, fields: Mapping[bytes, bytes]) -> Event:
-    event_id = int(identifier.split(b"-", 1)[1])
-    name = fields[b"n"].decode()
-    return Event(event_id, name, sse.frame(event_id, name, fields[b"d"]))
-
-
-StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
-
-
-def _streams(reply: resp.Reply) -> StreamEntries:
-    """XREAD's reply in RESP2 (``[[key, [[id, [field, value, …]], …]], …]``, or nil when the
-    block ran out), checked, with each entry's fields as a dict."""
-    if reply is None:
-        return []
-    raw: Any = reply  # checked as it is taken apart
-    try:
-        streams: StreamEntries = []
-        for key, entries in raw:
-            parsed = []
-            for identifier, flat in entries:
-                if not isinstance(identifier, bytes) or not all(isinstance(item, bytes) for item in flat):
-                    raise TypeError("not a bulk string")
-                parsed.append((identifier, dict(zip(flat[::2], flat[1::2], strict=True))))
-            if not isinstance(key, bytes):
-                raise TypeError("not a bulk string")
-            streams.append((key, parsed))
-        return streams
-    except (TypeError, ValueError) as exc:
-        raise resp.ProtocolError(f"XREAD answered {reply!r:.80}") from exc
-
-
-def _data_of(event: Event) -> bytes:
-    """The JSON of an event, from its SSE frame (``id: N\\nevent: X\\ndata: <json>\\n\\n``)."""
-    start = event.frame.index(b"\ndata: ") + 7
-    return event.frame[start:-2]
 
 
 def _safe(url: str) -> str:

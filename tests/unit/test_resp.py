@@ -15,8 +15,7 @@ import coredis
 import pytest
 import trio
 
-from service.shared import resp
-from service.shared.redis_hub import _event, _streams
+from service.shared import redis_codec, resp
 from service.shared.resp import ProtocolError, ReplyError, RespConnection
 from tests.certs import make_pki
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port, redis_server, running_redis
@@ -143,13 +142,15 @@ async def test_xread_replies_become_entries_and_a_malformed_one_is_refused(redis
     await redis.call("XADD", "rsv:s:a:log", "0-1", "n", "transcript", "d", b'{"x":1}')
     await redis.call("XADD", "rsv:s:a:log", "0-2", "n", "end", "d", b"{}")
     reply = await redis.call("XREAD", "COUNT", 10, "BLOCK", 10, "STREAMS", "rsv:s:a:log", "rsv:s:b:log", "0-1", "0-0")
-    entries = _streams(reply)
+    entries = redis_codec.stream_entries(reply)
     assert entries == [(b"rsv:s:a:log", [(b"0-2", {b"n": b"end", b"d": b"{}"})])]
-    assert _event(*entries[0][1][0]).frame == b"id: 2\nevent: end\ndata: {}\n\n"
-    assert _streams(await redis.call("XREAD", "BLOCK", 10, "STREAMS", "rsv:s:b:log", "0-0")) == []  # nil: none
+    assert redis_codec.event(*entries[0][1][0]).frame == b"id: 2\nevent: end\ndata: {}\n\n"
+    assert (
+        redis_codec.stream_entries(await redis.call("XREAD", "BLOCK", 10, "STREAMS", "rsv:s:b:log", "0-0")) == []
+    )  # nil: none
     for malformed in ([b"key"], [[b"key", [[b"0-1", [b"n"]]]]], b"OK", 3):
         with pytest.raises(ProtocolError, match="XREAD answered"):
-            _streams(malformed)
+            redis_codec.stream_entries(malformed)
     await redis.aclose()
 
 
