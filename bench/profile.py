@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,22 +21,33 @@ def py_spy() -> str | None:
 
 @dataclass
 class Profiler:
-    """Starts ``py-spy record`` (raw collapsed stacks) when the window opens."""
+    """Starts ``py-spy record`` (raw collapsed stacks) when the window opens, one per process.
 
-    pid: int
+    ``pids`` is called then, so a supervisor's workers are the ones serving at that moment; each
+    process's stacks go to ``out`` with its pid in the name (see ``outputs``).
+    """
+
+    pids: Callable[[], list[int]]
     out: Path
     rate_hz: int = 100
     native: bool = False
     gil: bool = True  # sample only the thread holding the GIL: where the Python CPU goes
     blocking: bool = False  # pause the process for each sample: exact stacks, but it slows the gateway
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
 
     def __call__(self, window_s: float) -> None:
+        for pid in self.pids():
+            self._record(pid, window_s)
+
+    def _record(self, pid: int, window_s: float) -> None:
         exe = py_spy()
         if exe is None:
             raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
-        argv = [exe, "record", "-p", str(self.pid), "-d", str(max(1, int(window_s) - 1)), "-r", str(self.rate_hz)]
-        argv += ["--format", "raw", "-o", str(self.out)]
+        out = self.out.with_name(f"{self.out.stem}-{pid}{self.out.suffix}")
+        self.outputs.append(out)
+        argv = [exe, "record", "-p", str(pid), "-d", str(max(1, int(window_s) - 1)), "-r", str(self.rate_hz)]
+        argv += ["--format", "raw", "-o", str(out)]
         if not self.blocking:  # pausing a process of hundreds of threads for every sample distorts it
             argv.append("--nonblocking")
         if self.native:
@@ -61,20 +73,25 @@ def _short(frame: str) -> str:
     return f"{m['fn']} ({path})"
 
 
-def summarise(raw: Path, top: int = 25) -> dict[str, object]:
-    """Self and inclusive sample shares per function, and per thread, from py-spy's collapsed stacks."""
+def summarise(raws: list[Path], top: int = 25) -> dict[str, object]:
+    """Self and inclusive sample shares per function, and per thread, from py-spy's collapsed stacks.
+
+    Several files (one per worker) are summed: a worker's thread ids are its own, so a thread is
+    keyed by file and id.
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     per_thread_id: Counter[str] = Counter()
     names: dict[str, str] = {}  # py-spy's thread id -> the thread it is, once a full stack tells
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    lines = [(i, line) for i, raw in enumerate(raws) for line in raw.read_text(errors="replace").splitlines()]
+    for i, line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         raw_frames = [f for f in stack.split(";") if f]
-        thread = next((f for f in raw_frames if f.startswith("thread ")), "?")
+        thread = f"{i}:" + next((f for f in raw_frames if f.startswith("thread ")), "?")
         frames = [_short(f) for f in raw_frames if not f.startswith(("process ", "thread "))]
         if not frames:
             continue

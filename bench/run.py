@@ -159,7 +159,7 @@ def _through_gateway(
         profile_path = out_dir / f"profile-n{n}-{transport}.txt"
         if args.profile == n:
             profiler = Profiler(
-                gw.pid,
+                lambda: [p.pid for p in (procs.tree(gw_p)[1:] if many else [gw_p])],
                 profile_path,
                 rate_hz=args.profile_rate,
                 native=args.native,
@@ -216,8 +216,8 @@ def _through_gateway(
             "cpu_s": round(redis_cpu, 2),
             "pct_core_per_stream": round(100 * redis_cpu / stream_s, 4) if stream_s else math.nan,
         }
-    if args.profile == n and profile_path.exists():
-        row["profile"] = summarise(profile_path)
+    if profiler is not None and (found := [p for p in profiler.outputs if p.exists()]):
+        row["profile"] = summarise(found)
     row["_gres"] = gres
     return row
 
@@ -341,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers takes a whole number of at least 1")
     if args.workers > 1:
         args.redis = True  # several workers share sessions only through Redis
-        if args.profile or args.gateway_app != "service.app:app":
-            parser.error("--workers N > 1 serves service.app:app without the profiler")
+        if args.gateway_app != "service.app:app":
+            parser.error("--workers N > 1 serves service.app:app")
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     if not transports or set(transports) - set(get_args(RivaTransport)):
         parser.error(f"--transports takes {', '.join(get_args(RivaTransport))} (one or more)")

@@ -14,6 +14,7 @@ import threading
 
 import trio
 
+from service.events.wakes import Wakes
 from service.observability.metrics import Metrics
 from service.riva.catalog import Catalog
 from service.riva.channel import open_target
@@ -81,9 +82,11 @@ class Gateway:
             # the transport outlives the sessions' nursery, which closes first
             async with open_transport(settings, targets) as transport, trio.open_nursery() as nursery:
                 counters = self.shared.counters if self.shared is not None else None
-                runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters)
+                wakes = Wakes(settings.event_wake_interval_s)
+                runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters, wakes)
                 self.registry = Registry(runtime, nursery)
                 self.metrics.watch(self.registry, transport.limiter)
+                nursery.start_soon(wakes.run)
                 nursery.start_soon(self.registry.readers.tick)
                 nursery.start_soon(
                     functools.partial(

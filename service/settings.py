@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(
         15 * SECONDS, gt=0, description="An idle event stream gets a comment line at least this often"
     )
+    event_wake_interval_s: float = Field(
+        0.005,
+        ge=0,
+        le=0.1,
+        description="In-memory mode: readers of new events are woken together this often (0: at every event)",
+    )
     riva_reconnect_deadline_s: float = Field(
         30 * SECONDS, ge=0, description="How long a session keeps trying to reach Riva again after a failure"
     )

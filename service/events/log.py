@@ -15,6 +15,7 @@ from typing import Protocol
 import trio
 
 from service.events import sse
+from service.events.wakes import Wakes
 
 # what an event costs beyond its frame's bytes: the Event, the bytes and int objects and
 # the list slot (measured with tracemalloc on CPython 3.11), so that ``size_bytes``, and
@@ -101,9 +102,10 @@ class Changes:
 class MemoryEventLog:
     """Ids are 1, 2, 3…, so an id is its list index plus one: reads are slices."""
 
-    def __init__(self) -> None:
+    def __init__(self, wakes: Wakes | None = None) -> None:
         self._events: list[Event] = []
         self._changes = Changes()
+        self._wake = self._changes.wake if wakes is None else lambda: wakes.soon(self._changes)
         self._closed = False
         self.size_bytes = 0
 
@@ -126,7 +128,7 @@ class MemoryEventLog:
         event = Event(event_id, name, sse.frame(event_id, name, data))  # the JSON is kept once, in the frame
         self._events.append(event)
         self.size_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
-        self._changes.wake()
+        self._wake()  # with ``wakes``, together with other logs' readers a few ms later
         return event
 
     def read_after(self, last_id: int, limit: int = 1000) -> list[Event]:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from service.events.wakes import Wakes
 from service.observability.metrics import Metrics
 from service.riva.stream import Transport
 from service.riva.targets import TargetPool
@@ -27,6 +28,7 @@ class Runtime:
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     hub: RedisHub | None = None
     counters: KeyCounters | None = None
+    wakes: Wakes | None = None  # in-memory logs' readers woken together (None: at every event)
 
 
 @dataclass(slots=True)

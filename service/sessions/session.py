@@ -61,7 +61,7 @@ class Session(Recognition):
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.counters = Counters()
-        self.log: EventLog = runtime.hub.log_for(self.id) if runtime.hub is not None else MemoryEventLog()
+        self.log: EventLog = runtime.hub.log_for(self.id) if runtime.hub is not None else MemoryEventLog(runtime.wakes)
         self.ticket = ""  # what the key's live-session count knows this session by
         self.done = trio.Event()
         self._readers = 0
