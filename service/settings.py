@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     log_transcripts: bool = Field(False, description="Log transcript text at DEBUG (never at INFO)")
     redis_url: str = Field(
         "",
-        description="Redis URL (redis:// or rediss://) for shared state; empty: one process, state in memory",
+        description="Redis URL (redis://, rediss:// or unix://) for shared state; empty: one process, state in memory",
     )
     workers: int = Field(
         1, ge=1, le=64, description="Worker processes serving one port (`serve --workers` wins); >1 needs redis_url"

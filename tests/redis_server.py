@@ -1,7 +1,9 @@
 """A real ``redis-server`` (Debian's package) on a free loopback port, one per test.
 
 ``running_redis`` starts it and stops it; ``RedisServer.stop``/``start`` restart it on the
-same port (with ``appendonly`` when asked, so a restart keeps what was written)."""
+same port (with ``appendonly`` when asked, so a restart keeps what was written).
+``running_tls_redis`` and ``running_unix_redis`` start one reached only over TLS, or only
+through a Unix socket, and give the URL that reaches it."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.certs import make_pki
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -90,3 +94,64 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory.mkdir()
     with running_redis(directory) as server:
         yield server
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], answers: Callable[[], bool], what: str) -> Iterator[None]:
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not answers():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start {what}")
+            time.sleep(0.02)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_tls_redis(directory: Path) -> Iterator[tuple[str, str]]:
+    """A redis-server that speaks only TLS, with a certificate from a throwaway CA: the URL that
+    trusts that CA (``ssl_ca_certs``), and the bare URL (the system's CAs only)."""
+    pki = make_pki()
+    files = {name: directory / name for name in ("server.pem", "server.key", "ca.pem")}
+    for path, data in zip(files.values(), (pki.server.cert, pki.server.key, pki.ca.cert), strict=True):
+        path.write_bytes(data)
+    port = free_port()
+    command = [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    command += ["--tls-cert-file", str(files["server.pem"]), "--tls-key-file", str(files["server.key"])]
+    command += ["--tls-ca-cert-file", str(files["ca.pem"]), "--tls-auth-clients", "no", "--save", ""]
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    bare = f"rediss://127.0.0.1:{port}/0"
+    with _serving(command, listening, "with TLS"):
+        yield f"{bare}?ssl_ca_certs={files['ca.pem']}", bare
+
+
+@contextlib.contextmanager
+def running_unix_redis(directory: Path) -> Iterator[str]:
+    """A redis-server on a Unix socket only (no TCP port): its ``unix://`` URL."""
+    path = directory / "redis.sock"
+    command = [REDIS_SERVER, "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700"]
+    command += ["--dir", str(directory), "--save", ""]
+
+    def answers() -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(str(path))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    with _serving(command, answers, "on a Unix socket"):
+        yield f"unix://{path}?db=0"

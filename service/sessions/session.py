@@ -69,7 +69,7 @@ class Session(Recognition):
         self._runtime = runtime
         self._obs = runtime.metrics.observe_session(config.bytes_per_second, config.encoding)
         self._log = logging.LoggerAdapter(log, {"session_id": self.id})  # JSON logs carry the id as a key
-        self._finals: list[str] = []
+        self._final_text = ""  # built as finals come, not joined at every record snapshot
         self._seq = 0
         self._audio_tx, self._audio_rx = trio.open_memory_channel[AudioItem](settings.audio_queue_chunks)
         self._attached = trio.Event()
@@ -110,7 +110,7 @@ class Session(Recognition):
 
     @property
     def final_text(self) -> str:
-        return " ".join(self._finals)
+        return self._final_text
 
     @property
     def failure(self) -> ReserveError | None:
@@ -316,8 +316,7 @@ class Session(Recognition):
         restore(self, record)
         self._replay.start = self._replay.end = self.covered_bytes_restored
         self._seq = int(record.get("seq", "0"))
-        text = record.get("final_text", "")
-        self._finals = [text] if text else []
+        self._final_text = record.get("final_text", "")
         rate = self.config.bytes_per_second
         self._last_processed_s = self._replay.start / rate if rate else float(record.get("processed_s", "0"))
         if self.state is not State.WAITING:
@@ -403,7 +402,7 @@ class Session(Recognition):
                 self.counters.final_results += 1
                 self._reconnect_deadline = None  # progress: a reconnect series is over
                 if result.text:
-                    self._finals.append(result.text)
+                    self._final_text = f"{self._final_text} {result.text}" if self._final_text else result.text
                 if rate:  # audio up to this final can never be needed again
                     self._replay.release_to(self._stream_start + int(result.audio_processed_s * rate))
             self._seq += 1

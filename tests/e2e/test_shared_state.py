@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ from tests.harness import (
     read_events,
     running_gateway,
 )
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer, running_redis, running_tls_redis, running_unix_redis
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,30 @@ async def test_created_on_one_streamed_on_another_read_and_resumed_on_both(pair:
         assert described["state"] == "finished"
         assert described["final_transcript"] == "one two three four five six"
         assert described["last_event_id"] == on_a.events[-1].id
+
+
+@pytest.mark.parametrize("reached", ["over TLS", "through a Unix socket"])
+async def test_a_redis_reached_over_tls_or_a_unix_socket_carries_sessions_between_instances(
+    fake_riva: FakeRiva, redis: RedisServer, tmp_path: Path, reached: str
+) -> None:
+    """Every Redis link a gateway opens (coredis's, and the lean ones of the publisher, the
+    control inbox and the follower) goes where the URL says: here the only way in."""
+    with contextlib.ExitStack() as stack:
+        if reached == "over TLS":
+            url, _ = stack.enter_context(running_tls_redis(tmp_path))
+        else:
+            url = stack.enter_context(running_unix_redis(tmp_path))
+        settings = shared_settings(fake_riva, redis, redis_url=url)
+        async with running_gateway(settings) as a, running_gateway(settings) as b:
+            session = await a.create_session(**content_config())
+            on_a = EventCollector()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(read_events, a, session, on_a)  # followed through Redis: B owns it
+                async with audio_socket(b, session) as ws:
+                    await stream(ws, speech_audio())
+                    assert (await close_reason(ws))[0] == 1000
+            assert_exact_transcript(on_a)
+            assert (await a.http.get("/readyz")).status_code == 200
 
 
 def session_url(session: dict[str, Any]) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +15,13 @@ import trio
 
 from service.shared import redis_codec, resp
 from service.shared.resp import ProtocolError, ReplyError, RespConnection
-from tests.certs import make_pki
-from tests.redis_server import REDIS_SERVER, RedisServer, free_port, redis_server, running_redis
+from tests.redis_server import (
+    RedisServer,
+    redis_server,
+    running_redis,
+    running_tls_redis,
+    running_unix_redis,
+)
 
 __all__ = ["redis_server"]  # the fixture, imported for this module's tests
 
@@ -173,39 +176,25 @@ async def test_a_connection_reset_under_a_call_is_an_os_error() -> None:
 
 
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A redis-server that speaks only TLS, with a certificate from a throwaway CA: (port, CA file)."""
-    pki = make_pki()
-    files = {name: tmp_path / name for name in ("server.pem", "server.key", "ca.pem")}
-    for path, data in zip(files.values(), (pki.server.cert, pki.server.key, pki.ca.cert), strict=True):
-        path.write_bytes(data)
-    port = free_port()
-    command = [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
-    command += ["--tls-cert-file", str(files["server.pem"]), "--tls-key-file", str(files["server.key"])]
-    command += ["--tls-ca-cert-file", str(files["ca.pem"]), "--tls-auth-clients", "no", "--save", ""]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start with TLS") from None
-                time.sleep(0.02)
-        yield port, files["ca.pem"]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def tls_redis(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with running_tls_redis(tmp_path) as urls:
+        yield urls
 
 
-async def test_rediss_urls_connect_over_tls_and_refuse_an_untrusted_server(tls_redis: tuple[int, Path]) -> None:
-    port, ca = tls_redis
-    trusting = connection(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+async def test_rediss_urls_connect_over_tls_and_refuse_an_untrusted_server(tls_redis: tuple[str, str]) -> None:
+    trusting_url, bare_url = tls_redis
+    trusting = connection(trusting_url)
     assert await trusting.call("PING") == b"PONG"
     assert await trusting.call("SET", "over", "tls") == b"OK"
     await trusting.aclose()
-    untrusting = connection(f"rediss://127.0.0.1:{port}/0")  # the system's CAs only
+    untrusting = connection(bare_url)  # the system's CAs only
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
         await untrusting.call("PING")
+
+
+async def test_unix_urls_connect_through_the_socket(tmp_path: Path) -> None:
+    with running_unix_redis(tmp_path) as url:
+        redis = connection(url)
+        assert await redis.call("SET", "over", "unix") == b"OK"
+        assert await redis.call("GET", "over") == b"unix"
+        await redis.aclose()
