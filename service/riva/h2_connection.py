@@ -5,8 +5,9 @@ threads twice (a pipe write and a wake-up each way) and the two threads take tur
 GIL. Here every call to a target is a stream of one HTTP/2 connection (``h2_wire`` keeps
 the protocol's state, flow control included), and the connection is three trio tasks: one
 reads and dispatches frames (a response is decoded and handed to its call in the same
-step), one writes whatever the wire has queued, once per scheduling tick for every stream
-at once, and one pings Riva while calls are open, so a silent peer is found.
+step), one writes whatever the wire has queued (on a plaintext socket the caller writes
+itself while that task is idle; the task sends what the socket did not take, and everything
+over TLS), and one pings Riva while calls are open, so a silent peer is found.
 
 A call that the connection can no longer carry (the socket failed, Riva went away or sent
 GOAWAY) ends with UNAVAILABLE, which sessions treat as retryable; the next call opens a new
@@ -212,6 +213,9 @@ class Connection:
         self._calls: dict[int, Call] = {}
         self._blocked: set[Call] = set()  # calls with messages waiting for Riva's window
         self._dirty = trio.Event()
+        self._fd: int | None = None  # a plaintext socket's, while nothing else writes to it: see mark_dirty
+        self._writing = False  # the writer is inside send_all
+        self._unsent = b""  # what a direct write left over: the writer sends it before anything else
         self._pong = trio.Event()
         self._done = trio.Event()
         self._settled = trio.Event()
@@ -241,6 +245,8 @@ class Connection:
         stream = await self._connect()
         self.wire.start()
         refused: str | None = None
+        if isinstance(stream, trio.SocketStream):
+            self._fd = stream.socket.fileno()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guard, self._write_loop, stream)
@@ -257,7 +263,7 @@ class Connection:
                     await self._done.wait()
                     nursery.cancel_scope.cancel()
         finally:
-            self.fail_all("the connection to Riva closed")
+            self.fail_all("the connection to Riva closed")  # forgets the fd before it is closed
             await _close(stream)
         if refused is not None:
             raise UpstreamUnavailable(f"Riva at {self.target.uri} did not start HTTP/2 ({refused})")
@@ -276,7 +282,24 @@ class Connection:
         return call
 
     def mark_dirty(self) -> None:
-        """The wire has bytes to send: the writer sends them at its next turn."""
+        """The wire has bytes to send. On a plaintext socket that the writer is not using, they
+        go at once, without blocking, from the caller's task: a chunk of audio then costs one
+        ``send`` rather than a wake-up of the writer task as well (a pass of the scheduler);
+        whatever the socket does not take, and everything on a TLS stream, the writer sends."""
+        fd = self._fd
+        if fd is not None and not self._writing and not self._unsent:
+            data = self.wire.take_output()
+            if not data:
+                return
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # the writer's send_all meets the same failure and ends the connection
+                written = 0
+            if written == len(data):
+                return
+            self._unsent = data[written:]
         self._dirty.set()
 
     def note_blocked(self, call: Call, blocked: bool) -> None:
@@ -296,6 +319,7 @@ class Connection:
             self._done.set()
 
     def fail_all(self, reason: str) -> None:
+        self._fd = None  # its number may soon be another file's
         self.closing = True
         self._settled.set()
         for call in list(self._calls.values()):
@@ -319,10 +343,13 @@ class Connection:
             while True:
                 await self._dirty.wait()
                 self._dirty = trio.Event()
-                data = self.wire.take_output()
+                data = self._unsent + self.wire.take_output()
+                self._unsent = b""
                 if data:
                     write.deadline = trio.current_time() + WRITE_TIMEOUT_S
+                    self._writing = True
                     await stream.send_all(data)
+                    self._writing = False
                     write.deadline = math.inf
         raise TimeoutError(f"Riva took no bytes for {WRITE_TIMEOUT_S:g} s")
 
