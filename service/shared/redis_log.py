@@ -215,10 +215,20 @@ class RedisEventLog:
             self._window_bytes += len(event.frame) + EVENT_OVERHEAD_BYTES
         if events:
             self._committed = events[-1].id
-        while self._window_bytes > self._max_window_bytes and len(self._window) > 1:
-            dropped = self._window.pop(0)
-            self._window_bytes -= len(dropped.frame) + EVENT_OVERHEAD_BYTES
-            self._base += 1
+        if self._window_bytes > self._max_window_bytes:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Down to 3/4 of the bound in one ``del``: once a long session's window is full, a
+        ``pop(0)`` per event would move the whole list (20,000 events at 8 MiB) every time."""
+        target = self._max_window_bytes * 3 // 4
+        window = self._window
+        drop = 0
+        while self._window_bytes > target and drop < len(window) - 1:
+            self._window_bytes -= len(window[drop].frame) + EVENT_OVERHEAD_BYTES
+            drop += 1
+        del window[:drop]
+        self._base += drop
 
     def _reset(self, last_id: int) -> None:
         self._window.clear()

@@ -29,6 +29,14 @@ class StoredStream:
         return [e for e in self.events if e.id > after_id][:limit]
 
 
+async def read_all(log: RedisEventLog, after_id: int) -> list[Event]:
+    """What a reader gets, batch after batch, until it has caught up."""
+    events: list[Event] = []
+    while batch := await log.read(events[-1].id if events else after_id):
+        events += batch
+    return events
+
+
 def event(event_id: int, name: str = "transcript") -> Event:
     return Event(event_id, name, sse.frame(event_id, name, b'{"n":%d}' % event_id))
 
@@ -114,8 +122,16 @@ async def test_the_local_window_is_bounded_and_older_events_come_from_redis() ->
     log = RedisEventLog("s", stored, window_bytes=2000)
     log.deliver(stored.events)
     assert len(log._window) < 200, "the window keeps only the newest events"
+    assert log._window_bytes <= 2000
     assert [e.id for e in await log.read(0, limit=3)] == [1, 2, 3]  # fetched, not cached
     assert [e.id for e in await log.read(199)] == [200]
+    assert [e.id for e in await read_all(log, 150)] == list(range(151, 201))  # fetched, then cached
+    for i in range(201, 401):  # one at a time: trimmed in steps, never past the bound
+        stored.events.append(event(i))
+        log.deliver([stored.events[-1]])
+        assert log._window_bytes <= 2000 and log._window[-1].id == i
+        assert log._base + len(log._window) == i
+    assert [e.id for e in await read_all(log, 0)] == list(range(1, 401))
 
 
 async def test_waiters_wake_on_delivery_and_a_disowned_log_drops_what_it_could_not_write() -> None:
