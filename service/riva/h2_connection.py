@@ -293,9 +293,7 @@ class Connection:
                 return
             try:
                 written = os.write(fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError:  # the writer's send_all meets the same failure and ends the connection
+            except OSError:  # full (BlockingIOError), or broken: then the writer's send_all fails the same way
                 written = 0
             if written == len(data):
                 return
