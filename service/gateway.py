@@ -21,6 +21,7 @@ from service.riva.channel import open_target
 from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.serving.gc_tuning import tune_gc
+from service.serving.io_coalescing import IoCoalescing
 from service.sessions.registry import Registry
 from service.sessions.runtime import Runtime
 from service.settings import Settings
@@ -101,7 +102,19 @@ class Gateway:
                 if self.watch_signals and threading.current_thread() is threading.main_thread():
                     nursery.start_soon(self._drain_on_sigterm)
                 task_status.started(self.registry)
-                await trio.sleep_forever()
+                await self._coalescing_io()
+
+    async def _coalescing_io(self) -> None:
+        """Until cancelled, a busy loop gathers I/O (``service.serving.io_coalescing``)."""
+        pause_s = self.settings.io_coalesce_s
+        if pause_s <= 0:
+            await trio.sleep_forever()
+        coalescing = IoCoalescing(pause_s)
+        trio.lowlevel.add_instrument(coalescing)
+        try:
+            await trio.sleep_forever()
+        finally:
+            trio.lowlevel.remove_instrument(coalescing)
 
     async def stop(self) -> None:
         """Cancel every session (their readers get ``end``), then release Riva resources."""

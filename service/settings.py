@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         le=0.1,
         description="In-memory mode: readers of new events are woken together this often (0: at every event)",
     )
+    io_coalesce_s: float = Field(
+        0.002,
+        ge=0,
+        le=0.05,
+        description="A busy gateway pauses this long before each wait for I/O, to handle more per pass (0: never)",
+    )
     riva_reconnect_deadline_s: float = Field(
         30 * SECONDS, ge=0, description="How long a session keeps trying to reach Riva again after a failure"
     )
