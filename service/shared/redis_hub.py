@@ -277,8 +277,8 @@ class RedisHub:
         read_some = False
         while True:
             followed = {
-                scripts.log_key(sid): f"0-{event_log.last_id}"
-                for sid, event_log in self.logs.items()
+                event_log.stream_key: event_log
+                for event_log in self.logs.values()
                 if not event_log.owned and not event_log.closed and event_log.waiters
             }
             if not followed:
@@ -287,8 +287,8 @@ class RedisHub:
                 continue
             self._follow_wake = trio.Event()
             started = trio.current_time()
-            request: list[resp.Arg] = ["XREAD", "COUNT", 500, "BLOCK", FOLLOW_BLOCK_MS, "STREAMS"]
-            request += [*followed, *followed.values()]
+            request: list[resp.Arg] = ["XREAD", "COUNT", 500, "BLOCK", FOLLOW_BLOCK_MS, "STREAMS", *followed]
+            request += [b"0-%d" % event_log.last_id for event_log in followed.values()]
             try:
                 reply = redis_codec.stream_entries(await self._follow_link.call(*request))
                 self.metrics.redis_round_trip("XREAD")
@@ -297,9 +297,9 @@ class RedisHub:
                 return read_some
             read_some = True
             for key, entries in reply:
-                sid = key.decode().removeprefix("rsv:s:").removesuffix(":log")
-                event_log = self.logs.get(sid)
-                if event_log is not None and not event_log.owned:
+                event_log = followed.get(key)
+                # still this process's log for the session, and still someone else's to write
+                if event_log is not None and self.logs.get(event_log.session_id) is event_log and not event_log.owned:
                     event_log.deliver([redis_codec.event(identifier, fields) for identifier, fields in entries])
             # at most one read per flush interval while events flow: the publishers write
             # that often, so a read per interval takes a whole flush of every one of them

@@ -16,6 +16,7 @@ import trio
 
 from service.events import sse
 from service.events.log import EVENT_OVERHEAD_BYTES, Changes, Event, HistoryLost
+from service.shared.redis_scripts import log_key
 
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 
@@ -36,6 +37,7 @@ class RedisEventLog:
 
     def __init__(self, session_id: str, hub: Hub, *, window_bytes: int) -> None:
         self.session_id = session_id
+        self.stream_key = log_key(session_id).encode()  # as XREAD names it, built once for every read
         self._hub = hub
         self._window: list[Event] = []
         self._window_bytes = 0
