@@ -50,6 +50,18 @@ def test_a_busy_window_makes_the_next_one_pause_at_most_until_the_next_deadline(
     assert clock.slept == [0.002, 0.0005]
 
 
+def test_a_loop_running_tasks_most_of_the_time_does_not_pause() -> None:
+    """Waking as often as a busy loop, but running for 3 ms of every 3.5: it is loaded."""
+    for running_s, pauses in ((0.003, False), (0.0005, True)):
+        coalescing, clock = _coalescing()
+        for _ in range(2 * BUSY_WAITS + 10):  # two windows and more
+            coalescing.before_io_wait(1.0)
+            clock.now += 0.0035 - running_s  # waiting for I/O
+            coalescing.after_io_wait(1.0)
+            clock.now += running_s  # running what woke
+        assert bool(clock.slept) is pauses
+
+
 def test_a_long_idle_gap_makes_the_loop_quiet_again() -> None:
     coalescing, clock = _coalescing()
     _waits(coalescing, clock, BUSY_WAITS, every_s=WINDOW_S / (BUSY_WAITS + 1))
