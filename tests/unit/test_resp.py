@@ -163,13 +163,16 @@ async def test_a_connection_reset_under_a_call_is_an_os_error() -> None:
         redis = connection(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
         async with trio.open_nursery() as nursery:
 
-            async def reset_the_first_connection() -> None:
-                accepted, _ = await trio.to_thread.run_sync(listener.accept)
-                accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                accepted.recv(100)  # the request arrived
-                accepted.close()  # linger 0: a reset
+            def reset_the_first_connection() -> None:
+                # all in the thread: a blocking recv on the trio thread would keep the PING from being sent
+                listener.settimeout(10)
+                accepted, _ = listener.accept()
+                with accepted:
+                    accepted.settimeout(10)
+                    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    accepted.recv(100)  # the request arrived; closing now, with linger 0, is a reset
 
-            nursery.start_soon(reset_the_first_connection)
+            nursery.start_soon(trio.to_thread.run_sync, reset_the_first_connection)
             with pytest.raises(OSError):
                 await redis.call("PING")
         assert redis._stream is None
