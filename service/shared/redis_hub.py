@@ -1,7 +1,8 @@
 """One process's link to Redis: the publisher, the follower, leases and the control inbox.
 
-The three round trips made many times a second (the publisher's, the follower's, the inbox's)
-each go over a lean connection of their task's own (``service.shared.resp``): coredis's request
+The round trips made many times a second (the publisher's, the follower's, the inbox's, and
+the renewer's, one per second for every owned session) each go over a lean connection of
+their task's own (``service.shared.resp``): coredis's request
 path cost more CPU than the rest of the round trip. Everything else goes through coredis.
 
 - **Publisher.** Owned logs' appends go out together, one script call for every session with
@@ -15,7 +16,8 @@ path cost more CPU than the rest of the round trip. Everything else goes through
   read blocks at most ``FOLLOW_BLOCK_MS``; one that fails or is cancelled throws its connection
   away (coredis 6.9.0 never gave a cancelled blocking command's pool slot back, measured; the
   lean connection has no pool). Every other command is non-blocking.
-- **Leases.** The owner renews every owned lease in one pipeline, a third of the lease's life.
+- **Leases.** The owner renews every owned lease in one script call (per 256 sessions), every
+  third of the lease's life.
 - **Control inbox.** Other instances ask this one to cancel or move a session it owns by
   pushing onto its list; it is polled without blocking.
 """
@@ -84,6 +86,7 @@ class RedisHub:
         self._publish_link = resp.RespConnection(pool, timeout_s=timeout_s)
         self._inbox_link = resp.RespConnection(pool, timeout_s=timeout_s)
         self._follow_link = resp.RespConnection(pool, timeout_s=timeout_s + FOLLOW_BLOCK_MS / 1000)
+        self._renew_link = resp.RespConnection(pool, timeout_s=timeout_s)
         self.logs: dict[str, RedisEventLog] = {}
         self._publish_wake = trio.Event()
         self._dirty: set[RedisEventLog] = set()  # logs with something to write
@@ -110,7 +113,7 @@ class RedisHub:
                 await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):  # run by a cancellation: closing each must not be cut short
-                for link in (self._publish_link, self._inbox_link, self._follow_link):
+                for link in (self._publish_link, self._inbox_link, self._follow_link, self._renew_link):
                     await link.aclose()
 
     async def call(self, what: str, request: Awaitable[Any]) -> Any:
@@ -337,24 +340,27 @@ class RedisHub:
                 pass
 
     async def _renew_all(self, owned: list[str], lease_ms: str, ttl_s: str, lapse_ms: str) -> None:
-        """One pipeline: every owned lease, its session's keys' lifetimes, its key's live ticket."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            requests: list[tuple[str, Any]] = []
-            for sid in owned:
+        """One script call per batch of sessions: every owned lease, its session's keys'
+        lifetimes, its key's live ticket, on a link of its own (a coredis pipeline of one call
+        per session cost 18-20 µs of CPU per session renewed, this 1.7 µs, measured with 200
+        sessions against a local redis-server)."""
+        for start in range(0, len(owned), MAX_BATCH_SESSIONS):
+            batch = owned[start : start + MAX_BATCH_SESSIONS]
+            keys: list[str] = []
+            args: list[str | bytes] = [self.instance, lease_ms, ttl_s, lapse_ms]
+            for sid in batch:
                 event_log = self.logs[sid]
-                keys = [
-                    scripts.lease_key(sid),
-                    scripts.log_key(sid),
-                    scripts.record_key(sid),
-                    f"rsv:k:{event_log.key_id}:live",
-                ]
-                args = [self.instance, lease_ms, ttl_s, event_log.ticket, lapse_ms]
-                requests.append((sid, self._renew(keys=keys, args=args, client=pipe)))
-        for sid, request in requests:
-            if not await request and sid in self.logs:
-                self.logs[sid].disown()
-                if self.on_fenced is not None:
-                    self.on_fenced(sid, "lease lost")
+                keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
+                keys.append(f"rsv:k:{event_log.key_id}:live")
+                args.append(event_log.ticket)
+            renewed = await redis_codec.eval_script(self._renew_link, self._renew, keys, args)
+            if not isinstance(renewed, list) or len(renewed) != len(batch):
+                raise resp.ProtocolError(f"the renew script answered {renewed!r:.80}")
+            for sid, held in zip(batch, renewed, strict=True):
+                if held != 1 and sid in self.logs:
+                    self.logs[sid].disown()
+                    if self.on_fenced is not None:
+                        self.on_fenced(sid, "lease lost")
         self.metrics.redis_round_trip("renew")
         self.error = None
 

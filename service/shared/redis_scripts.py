@@ -65,20 +65,29 @@ end
 return replies
 """
 
-# KEYS: lease, stream, record, the key's live set. ARGV: holder, lease_ms, ttl_s, ticket, the
-# ticket's new lapse time (ms). 1: renewed, 0: another holds it.
+# Every owned session's lease, in one call. KEYS: per session its lease, stream, record and its
+# key's live set. ARGV: holder, lease_ms, ttl_s, the tickets' new lapse time (ms), then per
+# session its ticket ('' for none). Returns per session 1: renewed, 0: another holds it.
 RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] or (not holder and redis.call('HGET', KEYS[3], 'holder') == ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  if ARGV[4] ~= '' then
-    redis.call('ZADD', KEYS[4], 'XX', ARGV[5], ARGV[4])
+local holder, lease_ms, ttl, lapse = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local replies = {}
+for s = 0, #KEYS / 4 - 1 do
+  local lease, stream, record, live = KEYS[4 * s + 1], KEYS[4 * s + 2], KEYS[4 * s + 3], KEYS[4 * s + 4]
+  local ticket = ARGV[5 + s]
+  local current = redis.call('GET', lease)
+  if current == holder or (not current and redis.call('HGET', record, 'holder') == holder) then
+    redis.call('SET', lease, holder, 'PX', lease_ms)
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', record, ttl)
+    if ticket ~= '' then
+      redis.call('ZADD', live, 'XX', lapse, ticket)
+    end
+    replies[#replies + 1] = 1
+  else
+    replies[#replies + 1] = 0
   end
-  return 1
 end
-return 0
+return replies
 """
 
 # KEYS: lease. ARGV: holder. Let go only of a lease we hold.

@@ -324,3 +324,27 @@ async def test_a_session_being_created_is_never_fenced_by_its_own_renewer(redis:
         await trio.sleep(0.35)  # three renewals
         assert event_log.owned and not event_log.confirmed
         nursery.cancel_scope.cancel()
+
+
+async def test_the_renewer_keeps_held_leases_and_gives_up_each_taken_one(redis: RedisServer) -> None:
+    """One renewal call for every owned session: each gets its own answer (a taken lease fences
+    only its session), and a held lease lives on well past its first lifetime."""
+    hub = RedisHub(Settings(redis_url=redis.url, redis_lease_s=0.3), Metrics())
+    fenced: list[tuple[str, str]] = []
+    hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        logs = {}
+        for session_id in ("kept", "taken", "kept-too"):
+            assert await hub.take_lease(session_id)
+            logs[session_id] = event_log = hub.log_for(session_id)
+            event_log.own(0, {"token_hash": "x"})
+            event_log.confirmed = True  # as after its first write
+        _steal_lease(redis, "taken")
+        await trio.sleep(0.9)  # three lease lifetimes, nine renewals
+        assert fenced == [("taken", "lease lost")]
+        assert logs["kept"].owned and logs["kept-too"].owned and not logs["taken"].owned
+        assert await hub.lease_holder("kept") == hub.instance
+        assert await hub.lease_holder("kept-too") == hub.instance
+        assert await hub.lease_holder("taken") == "thief"
+        nursery.cancel_scope.cancel()
