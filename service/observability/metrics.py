@@ -130,8 +130,8 @@ class Metrics:
         )
         self.redis_batch_events = Histogram(
             "reserve_redis_batch_events",
-            "Events written to Redis per session per publish batch",
-            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128),
+            "Events written to Redis per publish batch (one script call for every session with something new)",
+            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
             registry=r,
         )
         self.sessions_moved = Counter(

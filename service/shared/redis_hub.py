@@ -211,6 +211,7 @@ class RedisHub:
         keys: list[str] = []
         args: list[str | bytes] = [self.instance, str(settings.redis_max_events_per_session), ttl_s, lease_ms]
         batches: list[tuple[RedisEventLog, list[Event], dict[str, str]]] = []
+        written = 0
         for event_log in dirty:
             sid = event_log.session_id
             first, events, fields = event_log.take_batch(whole_record=sid in self._whole_record)
@@ -221,7 +222,8 @@ class RedisHub:
             for event in events:
                 args += [event.name, sse.frame_data(event.frame)]
             batches.append((event_log, events, fields))
-            self.metrics.redis_batch(len(events))
+            written += len(events)
+        self.metrics.redis_batch(written)  # the batch as a whole (per session it was nearly always 1)
         statuses = await self.call("append", self._append_all(keys, args, len(batches)))
         for (event_log, events, fields), status in zip(batches, statuses, strict=True):
             sid = event_log.session_id

@@ -158,8 +158,17 @@ async def test_a_move_between_live_instances_loses_and_repeats_nothing(pair: tup
     assert_exact_transcript(events)
     metrics = (await b.http.get("/metrics")).text
     assert 'reserve_sessions_moved_total{kind="move"} 1.0' in metrics
-    assert 'reserve_redis_round_trips_total{op="append"}' in metrics
-    assert "reserve_redis_batch_events_count" in metrics
+    appends = _metric(metrics, 'reserve_redis_round_trips_total{op="append"}')
+    assert appends >= 1
+    assert _metric(metrics, "reserve_redis_batch_events_count") == appends  # one observation per script call
+    assert _metric(metrics, "reserve_redis_batch_events_sum") >= 1  # B wrote the events after the move
+
+
+def _metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in Prometheus's text format."""
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, f"{name}: {values}"
+    return values[0]
 
 
 async def test_tokens_minted_anywhere_work_everywhere_and_single_use_holds_across_instances(
