@@ -223,8 +223,8 @@ class RedisHub:
                 args += [event.name, sse.frame_data(event.frame)]
             batches.append((event_log, events, fields))
             written += len(events)
-        self.metrics.redis_batch(written)  # the batch as a whole (per session it was nearly always 1)
         statuses = await self.call("append", self._append_all(keys, args, len(batches)))
+        self.metrics.redis_batch(written)  # the batch as a whole (per session it was nearly always 1)
         for (event_log, events, fields), status in zip(batches, statuses, strict=True):
             sid = event_log.session_id
             if status == "OK":
