@@ -14,6 +14,7 @@ from service.auth.tokens import Claims
 from service.errors import Forbidden
 from service.shared.base import Refusal
 from service.shared.redis_hub import RedisHub, now_ms
+from service.shared.redis_scripts import live_key, made_key
 
 SECRET_KEY = "rsv:token-secret"
 WINDOW_MS = 60_000
@@ -32,7 +33,7 @@ class RedisKeyCounters:
         reply = await self.hub.call(
             "admit",
             self.hub.admit_script(
-                keys=[f"rsv:k:{key}:live", f"rsv:k:{key}:made"],
+                keys=[live_key(key), made_key(key)],
                 args=[now_ms(), ticket, self.max_concurrent, self.per_minute, self._live_ttl_ms, WINDOW_MS],
             ),
         )
@@ -45,7 +46,7 @@ class RedisKeyCounters:
 
     async def release(self, key: str, ticket: str) -> None:
         if self.max_concurrent or self.per_minute:
-            await self.hub.call("ZREM", self.hub.client.zrem(f"rsv:k:{key}:live", [ticket]))
+            await self.hub.call("ZREM", self.hub.client.zrem(live_key(key), [ticket]))
 
 
 class RedisSingleUse:

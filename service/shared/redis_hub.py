@@ -353,7 +353,7 @@ class RedisHub:
             for sid in batch:
                 event_log = self.logs[sid]
                 keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
-                keys.append(f"rsv:k:{event_log.key_id}:live")
+                keys.append(scripts.live_key(event_log.key_id))
                 args.append(event_log.ticket)
             renewed = await redis_codec.eval_script(self._renew_link, self._renew, keys, args)
             if not isinstance(renewed, list) or len(renewed) != len(batch):

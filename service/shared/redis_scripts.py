@@ -136,5 +136,15 @@ def lease_key(session_id: str) -> str:
     return f"rsv:s:{session_id}:lease"
 
 
+def live_key(key_id: str) -> str:
+    """An API key's live sessions, by ticket (admission counts them, the owner renews them)."""
+    return f"rsv:k:{key_id}:live"
+
+
+def made_key(key_id: str) -> str:
+    """An API key's session creations in the last minute."""
+    return f"rsv:k:{key_id}:made"
+
+
 def control_key(instance: str) -> str:
     return f"rsv:i:{instance}:ctl"
