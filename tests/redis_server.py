@@ -46,12 +46,11 @@ class RedisServer:
         command += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
         command += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction", "--daemonize", "no"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        try:
+            _wait_started(self.process, self.answers, f"on port {self.port}", timeout_s)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def answers(self) -> bool:
         try:
@@ -96,15 +95,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
+def _wait_started(server: subprocess.Popen[bytes], answers: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not answers():
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start {what}")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def _serving(command: list[str], answers: Callable[[], bool], what: str) -> Iterator[None]:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not answers():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start {what}")
-            time.sleep(0.02)
+        _wait_started(server, answers, what, timeout_s=10)
         yield
     finally:
         server.terminate()
