@@ -25,8 +25,8 @@ from service.serving.io_coalescing import IoCoalescing
 from service.sessions.registry import Registry
 from service.sessions.runtime import Runtime
 from service.settings import Settings
-from service.shared.redis_hub import RedisHub
-from service.shared.redis_state import Shared
+from service.shared.redis.hub import RedisHub
+from service.shared.redis.state import Shared
 
 log = logging.getLogger("reserve")
 AT_ONCE_S = 5.0  # bound on ending every session at once (their cancellation is shielded cleanup)

@@ -3,7 +3,7 @@
 Readers keep their own cursor (the last id they saw), so a slow reader never blocks
 the writer and never misses an event; resuming with Last-Event-ID is just a cursor.
 ``EventLog`` is the interface sessions use; ``MemoryEventLog`` keeps it in process, and
-``service.shared.redis_log`` keeps it in a Redis stream shared by every instance.
+``service.shared.redis.log`` keeps it in a Redis stream shared by every instance.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from service.errors import ReserveError, SessionBusy, SessionClosed, StateUnavai
 from service.sessions.record import RemoteSession, config_of, static_fields
 from service.sessions.session import Session
 from service.sessions.state import State
-from service.shared.redis_hub import RedisUnavailable
+from service.shared.redis.failures import RedisUnavailable
 
 if TYPE_CHECKING:
     from service.sessions.runtime import Runtime
@@ -110,7 +110,7 @@ class Handover:
         settings = self.runtime.settings
         holder = await hub.lease_holder(session_id)
         if holder is not None and holder != hub.instance and ask:
-            await hub.ask(holder, "move", session_id)
+            await hub.inbox.ask(holder, "move", session_id)
         with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1 if ask else 0):
             while not await hub.take_lease(session_id):  # noqa: ASYNC110 - the lease lives in Redis
                 await trio.sleep(HANDOVER_POLL_S)

@@ -24,7 +24,7 @@ from service.sessions.handover import Handover, OnEnd
 from service.sessions.record import RemoteSession, static_fields
 from service.sessions.runtime import Runtime
 from service.sessions.session import Session
-from service.shared.redis_hub import RedisUnavailable
+from service.shared.redis.failures import RedisUnavailable
 
 log = logging.getLogger("reserve.registry")
 
@@ -98,7 +98,7 @@ class Registry(Handover):
         event_log = hub.log_for(session.id)
         event_log.own(last_id, static_fields(session))
         session.note_state()
-        hub.force_whole_record(session.id)
+        hub.publisher.force_whole_record(session.id)
         if not await event_log.drained(self.runtime.settings.redis_timeout_s * 2) or not event_log.owned:
             event_log.disown()
             hub.forget_log(session.id)
@@ -168,7 +168,7 @@ class Registry(Handover):
                 if holder is None:  # nobody runs it: run it here, to end it properly
                     local = await self.local(remote)
                     return await self.cancel(local, reason)
-                await hub.ask(holder, "cancel", handle.id)
+                await hub.inbox.ask(holder, "cancel", handle.id)
                 await trio.sleep(HANDOVER_POLL_S * 4)
         raise StateUnavailable("the session's owner did not answer; try again", retry_after_s=2)
 

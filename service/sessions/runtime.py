@@ -14,7 +14,7 @@ from service.settings import Settings
 from service.shared.base import KeyCounters
 
 if TYPE_CHECKING:
-    from service.shared.redis_hub import RedisHub
+    from service.shared.redis.hub import RedisHub
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from trio_websocket import ConnectionClosed
 from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
 from service.settings import Settings
-from service.shared.redis_hub import RedisHub
-from service.shared.redis_scripts import lease_key
+from service.shared.redis.hub import RedisHub
+from service.shared.redis.scripts import lease_key
 from tests.e2e.test_reliability import (
     CHUNK,
     EXPECTED_FINALS,

@@ -1,4 +1,4 @@
-"""The lean Redis connection (service.shared.resp): RESP2 encoding and parsing byte by byte,
+"""The lean Redis connection (service.shared.redis.resp): RESP2 encoding and parsing byte by byte,
 and round trips against a real redis-server: auth, database, scripts, errors, a server that
 goes away and comes back, a reset, a cancelled call, TLS."""
 
@@ -13,8 +13,9 @@ import coredis
 import pytest
 import trio
 
-from service.shared import redis_codec, resp
-from service.shared.resp import ProtocolError, ReplyError, RespConnection
+from service.shared.redis import codec as redis_codec
+from service.shared.redis import resp
+from service.shared.redis.resp import ProtocolError, ReplyError, RespConnection
 from tests.redis_server import (
     RedisServer,
     redis_server,

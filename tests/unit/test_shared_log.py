@@ -9,7 +9,7 @@ import trio.testing
 
 from service.events import sse
 from service.events.log import Event, HistoryLost
-from service.shared.redis_log import RECORD_REFRESH_S, RedisEventLog
+from service.shared.redis.log import RECORD_REFRESH_S, RedisEventLog
 
 
 class StoredStream:

@@ -16,7 +16,7 @@ import trio
 
 from service.events import sse
 from service.events.log import EVENT_OVERHEAD_BYTES, Changes, Event, HistoryLost
-from service.shared.redis_scripts import log_key
+from service.shared.redis.scripts import log_key
 
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 

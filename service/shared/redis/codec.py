@@ -10,7 +10,7 @@ from coredis.commands.script import Script
 
 from service.events import sse
 from service.events.log import Event
-from service.shared import resp
+from service.shared.redis import resp
 
 StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 

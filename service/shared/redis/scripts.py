@@ -7,6 +7,12 @@ stream, entry ids ``0-<event id>``: explicit and contiguous, so a gap is visible
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
 # Every session this process publishes, in one call. KEYS: per session its lease, stream and
 # record. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first event id, the number of
 # record fields, the number of events, the fields' name/value pairs (the whole record starts with
@@ -148,3 +154,17 @@ def made_key(key_id: str) -> str:
 
 def control_key(instance: str) -> str:
     return f"rsv:i:{instance}:ctl"
+
+
+def session_ttl_s(settings: Settings) -> float:
+    """How long a live session's keys outlive their last renewal or write: past its idle
+    timeout, reconnect grace and retention, and never under three leases."""
+    return max(
+        settings.idle_session_timeout_s + settings.audio_reconnect_grace_s + settings.session_retention_s,
+        settings.redis_lease_s * 3,
+    )
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, as the scripts' lapse times and the tickets count them."""
+    return int(time.time() * 1000)

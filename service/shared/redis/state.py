@@ -8,8 +8,9 @@ from collections.abc import Callable
 import trio
 
 from service.settings import Settings
-from service.shared.redis_auth import RedisKeyCounters, RedisSingleUse, shared_token_secret
-from service.shared.redis_hub import RedisHub, RedisUnavailable
+from service.shared.redis.auth import RedisKeyCounters, RedisSingleUse, shared_token_secret
+from service.shared.redis.failures import RedisUnavailable
+from service.shared.redis.hub import RedisHub
 
 log = logging.getLogger("reserve.redis")
 SECRET_RETRY_S = 1.0

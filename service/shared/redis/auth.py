@@ -13,8 +13,8 @@ import coredis
 from service.auth.tokens import Claims
 from service.errors import Forbidden
 from service.shared.base import Refusal
-from service.shared.redis_hub import RedisHub, now_ms
-from service.shared.redis_scripts import live_key, made_key
+from service.shared.redis.hub import RedisHub
+from service.shared.redis.scripts import live_key, made_key, now_ms
 
 SECRET_KEY = "rsv:token-secret"
 WINDOW_MS = 60_000
