@@ -17,7 +17,7 @@ from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
 from service.settings import Settings
 from service.shared.redis.hub import RedisHub
-from service.shared.redis.scripts import lease_key
+from service.shared.redis.scripts import lease_key, text_key
 from tests.e2e.test_reliability import (
     CHUNK,
     EXPECTED_FINALS,
@@ -357,4 +357,38 @@ async def test_the_renewer_keeps_held_leases_and_gives_up_each_taken_one(redis: 
         assert await hub.lease_holder("kept") == hub.instance
         assert await hub.lease_holder("kept-too") == hub.instance
         assert await hub.lease_holder("taken") == "thief"
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_when_redis_lost_some(
+    redis: RedisServer,
+) -> None:
+    """A long session's transcript reaches hundreds of KiB: each final adds only its words. An
+    append lands only where Redis holds as many bytes as were written; otherwise (a restart that
+    lost some) the whole text goes again, and the record read anywhere has it."""
+    hub = RedisHub(Settings(redis_url=redis.url), Metrics())
+    record = {"state": "streaming", "final_text": "one"}
+    key = text_key("transcribed")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        event_log = hub.log_for("transcribed")
+        event_log.own(0, {"token_hash": "x"})
+        hub.publisher.force_whole_record("transcribed")
+
+        async def written(final_text: str) -> bytes | None:
+            record["final_text"] = final_text
+            event_log.note_state(lambda: dict(record))
+            assert await event_log.drained(5)
+            text: bytes | None = await hub.client.get(key)
+            return text
+
+        assert await written("one") == b"one"
+        await hub.client.set(key, b"ONE")  # same length: Redis holds what was written, as far as an append can tell
+        assert await written("one two") == b"ONE two", "only the words added went out"
+        await hub.client.set(key, b"ONE")  # shorter: Redis lost part of it
+        assert await written("one two three") == b"one two three", "written whole again"
+        assert await written("one two three four") == b"one two three four"
+        described = await hub.record("transcribed")
+        assert described is not None and described["final_text"] == "one two three four"
+        assert described["state"] == "streaming"
         nursery.cancel_scope.cancel()

@@ -9,7 +9,7 @@ import trio.testing
 
 from service.events import sse
 from service.events.log import Event, HistoryLost
-from service.shared.redis.log import RECORD_REFRESH_S, RedisEventLog
+from service.shared.redis.log import RECORD_REFRESH_S, RedisEventLog, TextWrite
 
 
 class StoredStream:
@@ -49,18 +49,18 @@ async def test_the_owners_appends_are_seen_only_once_written() -> None:
     log.append("transcript", b"{}")
     assert stored.publisher_wakes == 2 and log.dirty
     assert await log.read(0) == [] and log.last_id == 0, "not in Redis yet: nobody sees it"
-    first, events, fields = log.take_batch(whole_record=True)
-    assert first == 1 and [e.id for e in events] == [1, 2] and fields == {"token_hash": "x"}
+    batch = log.take_batch(whole_record=True)
+    assert batch.first == 1 and [e.id for e in batch.events] == [1, 2] and batch.fields == {"token_hash": "x"}
     assert not log.confirmed, "no lease to renew before the first write takes it"
     log.append("end", b"{}")
     log.close()
     assert not log.closed, "closed only once the end is written"
-    log.committed(events, fields)
+    log.committed(batch)
     assert log.confirmed
     assert [e.id for e in await log.read(0)] == [1, 2] and not log.closed
-    first, events, fields = log.take_batch(whole_record=False)
-    assert first == 3
-    log.committed(events, fields)
+    batch = log.take_batch(whole_record=False)
+    assert batch.first == 3
+    log.committed(batch)
     assert log.closed and not log.dirty and log.size_bytes == 0
 
 
@@ -72,19 +72,19 @@ async def test_only_the_record_fields_that_changed_are_written_and_now_and_then_
     log.own(0, {"token_hash": "x"})
     record = {"state": "streaming", "seq": "1", "counters": "{}"}
     log.note_state(lambda: dict(record))
-    _, events, fields = log.take_batch(whole_record=False)
-    assert fields == record, "the first write after taking ownership carries every field"
-    log.committed(events, fields)
+    batch = log.take_batch(whole_record=False)
+    assert batch.fields == record, "the first write after taking ownership carries every field"
+    log.committed(batch)
     record["seq"] = "2"
     log.note_state(lambda: dict(record))
-    _, events, fields = log.take_batch(whole_record=False)
-    assert fields == {"seq": "2"}
-    log.committed(events, fields)
+    batch = log.take_batch(whole_record=False)
+    assert batch.fields == {"seq": "2"}
+    log.committed(batch)
     log.note_state(lambda: dict(record))
-    assert log.take_batch(whole_record=True)[2] == {"token_hash": "x", **record}, "Redis lost it: all again"
+    assert log.take_batch(whole_record=True).fields == {"token_hash": "x", **record}, "Redis lost it: all again"
     await trio.sleep(RECORD_REFRESH_S)  # autojump clock
     log.note_state(lambda: dict(record))
-    assert log.take_batch(whole_record=False)[2] == record, "refreshed whole now and then"
+    assert log.take_batch(whole_record=False).fields == record, "refreshed whole now and then"
 
 
 async def test_a_whole_record_written_again_restarts_the_refresh_clock(autojump_clock: trio.testing.MockClock) -> None:
@@ -92,15 +92,43 @@ async def test_a_whole_record_written_again_restarts_the_refresh_clock(autojump_
     log.own(0, {"token_hash": "x"})
     record = {"state": "streaming", "seq": "1"}
     log.note_state(lambda: dict(record))
-    _, events, fields = log.take_batch(whole_record=False)
-    log.committed(events, fields)
+    log.committed(log.take_batch(whole_record=False))
     await trio.sleep(RECORD_REFRESH_S)  # autojump clock
     log.note_state(lambda: dict(record))
-    _, events, fields = log.take_batch(whole_record=True)  # Redis lost it, a refresh being due anyway
-    log.committed(events, fields)
+    log.committed(log.take_batch(whole_record=True))  # Redis lost it, a refresh being due anyway
     record["seq"] = "2"
     log.note_state(lambda: dict(record))
-    assert log.take_batch(whole_record=False)[2] == {"seq": "2"}
+    assert log.take_batch(whole_record=False).fields == {"seq": "2"}
+
+
+async def test_the_final_transcript_goes_as_what_was_added_to_it(autojump_clock: trio.testing.MockClock) -> None:
+    log = RedisEventLog("s", StoredStream(), window_bytes=1 << 20)
+    log.own(0, {"token_hash": "x"})
+    record = {"seq": "1", "final_text": "héllo"}
+    log.note_state(lambda: dict(record))
+    batch = log.take_batch(whole_record=False)
+    assert batch.fields == {"seq": "1"}, "the transcript is not a record field"
+    assert batch.text == TextWrite("héllo".encode(), at=None), "not known to be in Redis: written whole"
+    log.committed(batch)
+    record["final_text"] = "héllo world"
+    log.note_state(lambda: dict(record))
+    batch = log.take_batch(whole_record=False)
+    assert batch.text == TextWrite(b" world", at=6), "appended where Redis holds the 6 bytes written"
+    log.committed(batch)
+    record["seq"] = "2"
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False).text is None, "unchanged: nothing to write"
+    await trio.sleep(RECORD_REFRESH_S)  # autojump clock
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False).text is None, "a refresh leaves it (appends are checked instead)"
+    batch = log.take_batch(whole_record=True)
+    assert batch.text == TextWrite("héllo world".encode(), at=None), "Redis lost something: whole again"
+    record["final_text"] = "another"
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False).text == TextWrite(b"another", at=None), "not a continuation: whole"
+    log.own(0, {"token_hash": "x"})
+    log.note_state(lambda: dict(record))
+    assert log.take_batch(whole_record=False).text == TextWrite(b"another", at=None), "owned again: whole"
 
 
 async def test_a_follower_reports_history_it_cannot_serve_instead_of_skipping_it() -> None:

@@ -31,7 +31,7 @@ from service.shared.redis import codec, resp, scripts
 from service.shared.redis.failures import REDIS_ERRORS, RedisUnavailable
 from service.shared.redis.follower import Follower
 from service.shared.redis.inbox import Inbox
-from service.shared.redis.log import RedisEventLog
+from service.shared.redis.log import TEXT_FIELD, RedisEventLog
 from service.shared.redis.publisher import Publisher
 from service.shared.redis.renewer import Renewer
 
@@ -154,10 +154,19 @@ class RedisHub:
         return [codec.event(entry.identifier, entry.field_values) for entry in entries]
 
     async def record(self, session_id: str) -> dict[str, str] | None:
-        raw = await self.call("HGETALL", self.client.hgetall(scripts.record_key(session_id)))
+        """The session's record with its final transcript (a key of its own), read together."""
+        with self.translated("record"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                fields = pipe.hgetall(scripts.record_key(session_id))
+                text = pipe.get(scripts.text_key(session_id))
+            raw, final_text = await fields, await text
+        self.metrics.redis_round_trip("record")
+        self.error = None
         if not raw:
             return None
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        record = {k.decode(): v.decode() for k, v in raw.items()}
+        record[TEXT_FIELD] = final_text.decode() if final_text else ""
+        return record
 
     # -- leases ----------------------------------------------------------------------------
     async def take_lease(self, session_id: str) -> bool:

@@ -29,9 +29,10 @@ class Inbox:
         """Ask the instance ``holder`` to ``cancel`` or ``move`` a session it owns."""
         hub = self.hub
         key = scripts.control_key(holder)
-        async with hub.client.pipeline(transaction=False) as pipe:
-            pushed = pipe.rpush(key, [f"{command} {session_id}"])
-            pipe.expire(key, 60)
+        with hub.translated("RPUSH"):  # the pipeline goes out as its block ends: a failure surfaces there
+            async with hub.client.pipeline(transaction=False) as pipe:
+                pushed = pipe.rpush(key, [f"{command} {session_id}"])
+                pipe.expire(key, 60)
         await hub.call("RPUSH", pushed)
 
     async def run(self) -> None:

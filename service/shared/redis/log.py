@@ -5,11 +5,16 @@ them, a batch every few milliseconds, through a script that refuses writers not 
 the session's lease; only then do readers see them, here or on any other instance. Where
 this process does not own the session, the process's one follower task fills the log from
 the stream for the local readers. Older events than the local window are read from Redis.
+
+The record's fields go with the events, only those that changed; the final transcript, which
+only grows and may reach hundreds of KiB in a long session, has a key of its own and goes as
+what was added to it, appended where Redis holds exactly what was written before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -22,6 +27,26 @@ Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 
 
 RECORD_REFRESH_S = 5.0  # the whole record is written again this often (a Redis restored from an older save)
+TEXT_FIELD = "final_text"  # the record field kept in a key of its own (``scripts.text_key``)
+
+
+@dataclass(frozen=True, slots=True)
+class TextWrite:
+    """The final transcript's change: ``data`` appended where Redis holds ``at`` bytes of it,
+    or (``at`` None) the whole text."""
+
+    data: bytes
+    at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What the publisher writes for one log in one round trip."""
+
+    first: int  # the id of the first event
+    events: list[Event]
+    fields: dict[str, str]  # the record's fields that changed
+    text: TextWrite | None
 
 
 class Hub(Protocol):
@@ -50,6 +75,9 @@ class RedisEventLog:
         self._taken_state: Callable[[], dict[str, str]] | None = None  # what the publisher is writing now
         self._static: dict[str, str] = {}  # the record's fields that never change
         self._written: dict[str, str] = {}  # the record's fields as last written: only changes go out
+        self._text: str | None = None  # the final transcript as Redis holds it (None: not known)
+        self._text_bytes = 0
+        self._taken_text = ""
         self.confirmed = False  # owner: a write went through since it took the log (its lease exists)
         self._written_at = 0.0
         self._close_requested = False
@@ -113,6 +141,7 @@ class RedisEventLog:
         self.confirmed = False
         self._static = static
         self._written = {}
+        self._text = None
 
     def disown(self) -> None:
         """Another process owns it now: what was not written is not ours to write."""
@@ -122,6 +151,7 @@ class RedisEventLog:
         self.pending_since = None
         self._state = None
         self._written = {}
+        self._text = None
         self._close_requested = self._closed
         self._hub.wake_follower()
         self._changes.wake()
@@ -164,12 +194,13 @@ class RedisEventLog:
     def dirty(self) -> bool:
         return self.owned and (bool(self._pending) or self._state is not None)
 
-    def take_batch(self, *, whole_record: bool) -> tuple[int, list[Event], dict[str, str]]:
+    def take_batch(self, *, whole_record: bool) -> Batch:
         """What the publisher writes next: the first id, the events, and the record's fields
         that changed since they were last written (all of them now and then, and after Redis
         lost the record)."""
         self._taken_state = self._state
         fields = self._state() if self._state is not None else {}
+        text = fields.pop(TEXT_FIELD, None)
         now = trio.current_time()
         if not whole_record and now - self._written_at < RECORD_REFRESH_S:
             written = self._written
@@ -178,11 +209,28 @@ class RedisEventLog:
             self._written_at = now
             if whole_record:
                 fields = {**self._static, **fields}
-        return self._committed + 1, list(self._pending), fields
+        self._taken_text = text if text is not None else ""
+        write = None if text is None else self._text_write(text, whole=whole_record)
+        return Batch(self._committed + 1, list(self._pending), fields, write)
 
-    def committed(self, events: list[Event], fields: dict[str, str]) -> None:
-        """The publisher wrote ``events`` (the oldest pending ones) and ``fields``."""
-        self._written.update(fields)
+    def _text_write(self, text: str, *, whole: bool) -> TextWrite | None:
+        """Only what was added since the last write, unless Redis may hold something else (a
+        record written whole, a text not known or not a prefix of this one). The refresh
+        leaves it be: an append is refused unless Redis holds the length written before."""
+        written = self._text
+        if whole or written is None or not text.startswith(written):
+            return TextWrite(text.encode(), at=None)
+        if len(text) == len(written):
+            return None
+        return TextWrite(text[len(written) :].encode(), at=self._text_bytes)
+
+    def committed(self, batch: Batch) -> None:
+        """The publisher wrote ``batch`` (the oldest pending events and the record's changes)."""
+        events = batch.events
+        self._written.update(batch.fields)
+        if batch.text is not None:
+            self._text = self._taken_text
+            self._text_bytes = len(batch.text.data) + (batch.text.at or 0)
         self.confirmed = True
         del self._pending[: len(events)]
         self._pending_bytes = sum(len(e.frame) + EVENT_OVERHEAD_BYTES for e in self._pending)

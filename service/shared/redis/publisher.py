@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from service.events import sse
-from service.events.log import Event
 from service.shared.redis import codec, resp, scripts
 from service.shared.redis.failures import RedisUnavailable, next_backoff
-from service.shared.redis.log import RedisEventLog
+from service.shared.redis.log import Batch, RedisEventLog, TextWrite
 
 if TYPE_CHECKING:
     from service.shared.redis.hub import RedisHub
@@ -74,28 +73,28 @@ class Publisher:
         lease_ms = str(int(settings.redis_lease_s * 1000))
         keys: list[str] = []
         args: list[str | bytes] = [hub.instance, str(settings.redis_max_events_per_session), ttl_s, lease_ms]
-        batches: list[tuple[RedisEventLog, list[Event], dict[str, str]]] = []
+        batches: list[tuple[RedisEventLog, Batch]] = []
         written = 0
         for event_log in dirty:
             sid = event_log.session_id
-            first, events, fields = event_log.take_batch(whole_record=sid in self._whole_record)
-            keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid)]
-            args += [str(first), str(len(fields)), str(len(events))]
-            for name, value in fields.items():
+            batch = event_log.take_batch(whole_record=sid in self._whole_record)
+            keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid), scripts.text_key(sid)]
+            args += [str(batch.first), str(len(batch.fields)), str(len(batch.events)), *_text_args(batch.text)]
+            for name, value in batch.fields.items():
                 args += [name, value]
-            for event in events:
+            for event in batch.events:
                 args += [event.name, sse.frame_data(event.frame)]
-            batches.append((event_log, events, fields))
-            written += len(events)
+            batches.append((event_log, batch))
+            written += len(batch.events)
         statuses = await hub.call("append", self._append_all(keys, args, len(batches)))
         hub.metrics.redis_batch(written)  # the batch as a whole (per session it was nearly always 1)
-        for (event_log, events, fields), status in zip(batches, statuses, strict=True):
+        for (event_log, batch), status in zip(batches, statuses, strict=True):
             sid = event_log.session_id
             if status == "OK":
                 self._whole_record.discard(sid)
-                event_log.committed(events, fields)
-            elif status == "MISSING":  # Redis lost the record (restarted without persistence)
-                log.warning("session %s: Redis lost its record; writing it again", sid)
+                event_log.committed(batch)
+            elif status in ("MISSING", "TEXT"):  # Redis lost the record or part of the text (a restart)
+                log.warning("session %s: Redis lost its record (%s); writing it again", sid, status.lower())
                 self._whole_record.add(sid)
                 self.wake(event_log)
             else:  # FENCED or CONFLICT: another instance owns the session now
@@ -125,3 +124,12 @@ class Publisher:
             since = event_log.pending_since
             if since is not None and now - since > deadline and hub.on_outage is not None:
                 hub.on_outage(event_log.session_id, hub.error or "Redis unavailable")
+
+
+def _text_args(text: TextWrite | None) -> tuple[str, str, bytes]:
+    """The APPEND script's mode, offset and data for the final transcript's change."""
+    if text is None:
+        return "", "", b""
+    if text.at is None:
+        return "=", "", text.data
+    return "+", str(text.at), text.data

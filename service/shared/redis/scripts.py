@@ -1,8 +1,9 @@
 """The Lua scripts that make Redis the judge of ownership: only the lease holder appends.
 
 Keys of a session ``<id>``: ``rsv:s:<id>`` (its record, a hash), ``rsv:s:<id>:log`` (its event
-stream, entry ids ``0-<event id>``: explicit and contiguous, so a gap is visible) and
-``rsv:s:<id>:lease`` (the holder's instance id, with a time to live).
+stream, entry ids ``0-<event id>``: explicit and contiguous, so a gap is visible),
+``rsv:s:<id>:lease`` (the holder's instance id, with a time to live) and ``rsv:s:<id>:text``
+(its final transcript, out of the record so that a final appends to it instead of writing it all).
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from service.settings import Settings
 
-# Every session this process publishes, in one call. KEYS: per session its lease, stream and
-# record. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first event id, the number of
-# record fields, the number of events, the fields' name/value pairs (the whole record starts with
-# token_hash), the events' name/data pairs. Returns one status per session: {"OK"},
-# {"FENCED", holder}, {"MISSING"} (the record is gone: send it whole) or {"CONFLICT", last id}
-# (someone else appended: we are not the owner any more).
+# Every session this process publishes, in one call. KEYS: per session its lease, stream,
+# record and final transcript. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first
+# event id, the number of record fields, the number of events, the transcript's change (mode: ''
+# none, '=' whole, '+' appended; the length Redis must hold before an append; the data), the
+# fields' name/value pairs (the whole record starts with token_hash), the events' name/data pairs.
+# Returns one status per session: {"OK"}, {"FENCED", holder}, {"MISSING"} (the record is gone:
+# send it whole), {"TEXT"} (the transcript is not what was written: send it whole) or
+# {"CONFLICT", last id} (someone else appended: we are not the owner any more). Nothing is
+# written for a session whose status is not OK.
 APPEND = """
 local holder, maxlen, ttl, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local replies = {}
 local a = 5
-for s = 0, #KEYS / 3 - 1 do
-  local lease, stream, record = KEYS[3 * s + 1], KEYS[3 * s + 2], KEYS[3 * s + 3]
+for s = 0, #KEYS / 4 - 1 do
+  local lease, stream, record, text = KEYS[4 * s + 1], KEYS[4 * s + 2], KEYS[4 * s + 3], KEYS[4 * s + 4]
   local first, nfields, nevents = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local fields = a + 3
+  local tmode, tat, tdata = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local fields = a + 6
   local events = fields + 2 * nfields
   a = events + 2 * nevents
   local reply = nil
@@ -39,6 +44,9 @@ for s = 0, #KEYS / 3 - 1 do
   end
   if not reply and redis.call('EXISTS', record) == 0 and ARGV[fields] ~= 'token_hash' then
     reply = {'MISSING'}
+  end
+  if not reply and tmode == '+' and redis.call('STRLEN', text) ~= tonumber(tat) then
+    reply = {'TEXT'}
   end
   if not reply then
     local last = tonumber(redis.call('HGET', record, 'last_id') or '0')
@@ -61,9 +69,15 @@ for s = 0, #KEYS / 3 - 1 do
     if id > first then
       redis.call('HSET', record, 'last_id', id - 1)
     end
+    if tmode == '=' then
+      redis.call('SET', text, tdata)
+    elseif tmode == '+' then
+      redis.call('APPEND', text, tdata)
+    end
     redis.call('HSET', record, 'holder', holder)
     redis.call('EXPIRE', stream, ttl)
     redis.call('EXPIRE', record, ttl)
+    redis.call('EXPIRE', text, ttl)
     reply = {'OK'}
   end
   replies[#replies + 1] = reply
@@ -71,20 +85,23 @@ end
 return replies
 """
 
-# Every owned session's lease, in one call. KEYS: per session its lease, stream, record and its
-# key's live set. ARGV: holder, lease_ms, ttl_s, the tickets' new lapse time (ms), then per
-# session its ticket ('' for none). Returns per session 1: renewed, 0: another holds it.
+# Every owned session's lease, in one call. KEYS: per session its lease, stream, record, final
+# transcript and its key's live set. ARGV: holder, lease_ms, ttl_s, the tickets' new lapse time
+# (ms), then per session its ticket ('' for none). Returns per session 1: renewed, 0: another
+# holds it.
 RENEW = """
 local holder, lease_ms, ttl, lapse = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local replies = {}
-for s = 0, #KEYS / 4 - 1 do
-  local lease, stream, record, live = KEYS[4 * s + 1], KEYS[4 * s + 2], KEYS[4 * s + 3], KEYS[4 * s + 4]
+for s = 0, #KEYS / 5 - 1 do
+  local lease, stream, record = KEYS[5 * s + 1], KEYS[5 * s + 2], KEYS[5 * s + 3]
+  local text, live = KEYS[5 * s + 4], KEYS[5 * s + 5]
   local ticket = ARGV[5 + s]
   local current = redis.call('GET', lease)
   if current == holder or (not current and redis.call('HGET', record, 'holder') == holder) then
     redis.call('SET', lease, holder, 'PX', lease_ms)
     redis.call('EXPIRE', stream, ttl)
     redis.call('EXPIRE', record, ttl)
+    redis.call('EXPIRE', text, ttl)
     if ticket ~= '' then
       redis.call('ZADD', live, 'XX', lapse, ticket)
     end
@@ -136,6 +153,11 @@ def record_key(session_id: str) -> str:
 
 def log_key(session_id: str) -> str:
     return f"rsv:s:{session_id}:log"
+
+
+def text_key(session_id: str) -> str:
+    """The session's final transcript (the record's ``final_text``, appended to as it grows)."""
+    return f"rsv:s:{session_id}:text"
 
 
 def lease_key(session_id: str) -> str:
