@@ -17,7 +17,7 @@ from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
 from service.settings import Settings
 from service.shared.redis.hub import RedisHub
-from service.shared.redis.scripts import lease_key, text_key
+from service.shared.redis.scripts import lease_key, record_key, text_key
 from tests.e2e.test_reliability import (
     CHUNK,
     EXPECTED_FINALS,
@@ -391,4 +391,7 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
         described = await hub.record("transcribed")
         assert described is not None and described["final_text"] == "one two three four"
         assert described["state"] == "streaming"
+        await hub.client.hset(record_key("older"), {"state": "streaming", "final_text": "from before"})
+        older = await hub.record("older")  # written by a gateway that kept the transcript in the record
+        assert older is not None and older["final_text"] == "from before"
         nursery.cancel_scope.cancel()

@@ -165,7 +165,8 @@ class RedisHub:
         if not raw:
             return None
         record = {k.decode(): v.decode() for k, v in raw.items()}
-        record[TEXT_FIELD] = final_text.decode() if final_text else ""
+        if final_text is not None or TEXT_FIELD not in record:  # a record from before the text's key keeps its own
+            record[TEXT_FIELD] = final_text.decode() if final_text else ""
         return record
 
     # -- leases ----------------------------------------------------------------------------
