@@ -51,16 +51,33 @@ def same(a: resp.Reply, b: resp.Reply) -> bool:
 
 @pytest.mark.parametrize(("wire", "reply"), REPLIES)
 def test_each_reply_parses_whole_and_not_before(wire: bytes, reply: resp.Reply) -> None:
-    parsed, end = resp.parse(wire + b"+next\r\n")
-    assert same(parsed, reply) and end == len(wire)
-    for cut in range(len(wire)):
-        with pytest.raises(resp._Incomplete):
-            resp.parse(wire[:cut])
+    replies = resp.ReplyReader()
+    for byte in wire[:-1]:  # as TCP may deliver it: a byte at a time
+        replies.feed(bytes([byte]))
+        assert replies.reply() is resp.INCOMPLETE
+    replies.feed(wire[-1:] + b"+next\r\n")
+    assert same(replies.reply(), reply)
+    assert replies.reply() == b"next" and replies.reply() is resp.INCOMPLETE
 
 
-def test_an_unknown_reply_type_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="unexpected reply type '%'"):
-        resp.parse(b"%1\r\n+a\r\n+b\r\n")  # a RESP3 map: never asked for
+def test_what_is_not_resp_is_a_protocol_error() -> None:
+    replies = resp.ReplyReader()
+    replies.feed(b"?1\r\n")
+    with pytest.raises(ProtocolError):
+        replies.reply()
+
+
+def test_a_reply_over_the_bound_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resp, "MAX_REPLY_BYTES", 100)
+    replies = resp.ReplyReader()
+    replies.feed(b"$150\r\n" + b"x" * 90)
+    assert replies.reply() is resp.INCOMPLETE
+    with pytest.raises(ProtocolError, match="over 100 bytes"):
+        replies.feed(b"x" * 60 + b"\r\n")
+    small = resp.ReplyReader()
+    for _ in range(3):  # the bound is per reply, not per connection
+        small.feed(b"$80\r\n" + b"y" * 80 + b"\r\n")
+        assert small.reply() == b"y" * 80
 
 
 def test_commands_are_arrays_of_bulk_strings() -> None:
