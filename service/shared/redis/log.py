@@ -21,7 +21,7 @@ import trio
 
 from service.events import sse
 from service.events.log import EVENT_OVERHEAD_BYTES, Changes, Event, HistoryLost
-from service.shared.redis.scripts import log_key
+from service.shared.redis.scripts import lease_key, log_key, record_key, text_key
 
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
 
@@ -62,7 +62,9 @@ class RedisEventLog:
 
     def __init__(self, session_id: str, hub: Hub, *, window_bytes: int) -> None:
         self.session_id = session_id
-        self.stream_key = log_key(session_id).encode()  # as XREAD names it, built once for every read
+        # its keys, built once for every write and renewal: lease, stream, record, transcript
+        self.keys = (lease_key(session_id), log_key(session_id), record_key(session_id), text_key(session_id))
+        self.stream_key = self.keys[1].encode()  # as XREAD names it
         self._hub = hub
         self._window: list[Event] = []
         self._window_bytes = 0

@@ -78,7 +78,7 @@ class Publisher:
         for event_log in dirty:
             sid = event_log.session_id
             batch = event_log.take_batch(whole_record=sid in self._whole_record)
-            keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid), scripts.text_key(sid)]
+            keys += event_log.keys
             args += [str(batch.first), str(len(batch.fields)), str(len(batch.events)), *_text_args(batch.text)]
             for name, value in batch.fields.items():
                 args += [name, value]

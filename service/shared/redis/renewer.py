@@ -53,7 +53,7 @@ class Renewer:
             args: list[str | bytes] = [hub.instance, lease_ms, ttl_s, lapse_ms]
             for sid in batch:
                 event_log = hub.logs[sid]
-                keys += [scripts.lease_key(sid), scripts.log_key(sid), scripts.record_key(sid), scripts.text_key(sid)]
+                keys += event_log.keys
                 keys.append(scripts.live_key(event_log.key_id))
                 args.append(event_log.ticket)
             renewed = await codec.eval_script(self.link, self._script, keys, args)
