@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
 from service.settings import Settings
 from service.shared.redis.hub import RedisHub
-from service.shared.redis.scripts import lease_key, record_key, text_key
+from service.shared.redis.scripts import APPEND, lease_key, log_key, record_key, text_key
 from tests.e2e.test_reliability import (
     CHUNK,
     EXPECTED_FINALS,
@@ -394,4 +395,59 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
         await hub.client.hset(record_key("older"), {"state": "streaming", "final_text": "from before"})
         older = await hub.record("older")  # written by a gateway that kept the transcript in the record
         assert older is not None and older["final_text"] == "from before"
+        nursery.cancel_scope.cancel()
+
+
+class AnswerLosingProxy:
+    """Between the hub and Redis: passes everything, except that it cuts the connection of the
+    first APPEND script call instead of passing Redis's answer back, once Redis ran it (what a
+    timeout or a reset at the wrong moment does)."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.append_sha = hashlib.sha1(APPEND.encode()).hexdigest().encode()
+        self.lost = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        async with client, await trio.open_tcp_stream("127.0.0.1", self.redis_port) as redis:
+            while request := await client.receive_some(65536):
+                await redis.send_all(request)
+                answer = await redis.receive_some(65536)  # one request at a time on each of the hub's links
+                if self.lost == 0 and self.append_sha in request and not answer.startswith(b"-NOSCRIPT"):
+                    self.lost += 1
+                    return  # Redis ran it; the caller never hears so
+                await client.send_all(answer)
+
+
+async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_repeating(redis: RedisServer) -> None:
+    """The publisher cannot tell a lost answer from a lost request, so it sends the batch again:
+    Redis must take that as what it already holds, not as another writer's events."""
+    proxy = AnswerLosingProxy(redis.port)
+    fenced: list[tuple[str, str]] = []
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        hub = RedisHub(Settings(redis_url=f"redis://127.0.0.1:{port}"), Metrics())
+        hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
+        await nursery.start(hub.run)
+        event_log = hub.log_for("answer-lost")
+        event_log.own(0, {"token_hash": "x"})
+        hub.publisher.force_whole_record("answer-lost")
+        event_log.append("transcript", b'{"n":1}')
+        event_log.append("transcript", b'{"n":2}')
+        await trio.sleep(0.2)  # the first call goes through unanswered; the retry waits its backoff
+        event_log.append("transcript", b'{"n":3}')  # the retry carries one more
+        assert await event_log.drained(5)
+        assert proxy.lost == 1 and fenced == [] and event_log.owned
+        entries = await hub.client.xrange(log_key("answer-lost"))
+        assert [(entry.identifier, entry.field_values[b"d"]) for entry in entries] == [
+            (b"0-1", b'{"n":1}'),
+            (b"0-2", b'{"n":2}'),
+            (b"0-3", b'{"n":3}'),
+        ]
+        assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
         nursery.cancel_scope.cancel()

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 # fields' name/value pairs (the whole record starts with token_hash), the events' name/data pairs.
 # Returns one status per session: {"OK"}, {"FENCED", holder}, {"MISSING"} (the record is gone:
 # send it whole), {"TEXT"} (the transcript is not what was written: send it whole) or
-# {"CONFLICT", last id} (someone else appended: we are not the owner any more). Nothing is
-# written for a session whose status is not OK.
+# {"CONFLICT", last id} (the stream goes past every event sent: not ours). Events already in the
+# stream (an earlier call went through but its answer was lost) are skipped, so a retry is safe.
+# Nothing is written for a session whose status is not OK.
 APPEND = """
 local holder, maxlen, ttl, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local replies = {}
@@ -48,10 +49,15 @@ for s = 0, #KEYS / 4 - 1 do
   if not reply and tmode == '+' and redis.call('STRLEN', text) ~= tonumber(tat) then
     reply = {'TEXT'}
   end
+  local skip = 0
   if not reply then
+    -- not fenced: every event in the stream is this holder's. Ids it sends again were written
+    -- by an earlier call whose answer it never got (a timeout, a reset): not written twice.
     local last = tonumber(redis.call('HGET', record, 'last_id') or '0')
-    if last >= first then
+    if last >= first + nevents then
       reply = {'CONFLICT', tostring(last)}
+    elseif last >= first then
+      skip = last - first + 1
     end
   end
   if not reply then
@@ -61,12 +67,12 @@ for s = 0, #KEYS / 4 - 1 do
     for i = fields, events - 1, 2 do
       redis.call('HSET', record, ARGV[i], ARGV[i + 1])
     end
-    local id = first
-    for i = events, a - 1, 2 do
+    local id = first + skip
+    for i = events + 2 * skip, a - 1, 2 do
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '0-' .. id, 'n', ARGV[i], 'd', ARGV[i + 1])
       id = id + 1
     end
-    if id > first then
+    if id > first + skip then
       redis.call('HSET', record, 'last_id', id - 1)
     end
     if tmode == '=' then
