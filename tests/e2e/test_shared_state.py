@@ -17,6 +17,7 @@ from trio_websocket import ConnectionClosed
 from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
 from service.settings import Settings
+from service.shared.redis import scripts
 from service.shared.redis.hub import RedisHub
 from service.shared.redis.scripts import APPEND, lease_key, log_key, record_key, text_key
 from tests.e2e.test_reliability import (
@@ -389,6 +390,7 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
         await hub.client.set(key, b"ONE")  # shorter: Redis lost part of it
         assert await written("one two three") == b"one two three", "written whole again"
         assert await written("one two three four") == b"one two three four"
+        assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), "written whole with a lifetime"
         described = await hub.record("transcribed")
         assert described is not None and described["final_text"] == "one two three four"
         assert described["state"] == "streaming"
@@ -450,4 +452,6 @@ async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_rep
             (b"0-3", b'{"n":3}'),
         ]
         assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
+        for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
+            assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
         nursery.cancel_scope.cancel()

@@ -43,17 +43,18 @@ for s = 0, #KEYS / 4 - 1 do
       reply = {'FENCED', current or recorded}
     end
   end
-  if not reply and redis.call('EXISTS', record) == 0 and ARGV[fields] ~= 'token_hash' then
+  local existed = not reply and redis.call('EXISTS', record) == 1
+  if not reply and not existed and ARGV[fields] ~= 'token_hash' then
     reply = {'MISSING'}
   end
   if not reply and tmode == '+' and redis.call('STRLEN', text) ~= tonumber(tat) then
     reply = {'TEXT'}
   end
-  local skip = 0
+  local skip, last = 0, 0
   if not reply then
     -- not fenced: every event in the stream is this holder's. Ids it sends again were written
     -- by an earlier call whose answer it never got (a timeout, a reset): not written twice.
-    local last = tonumber(redis.call('HGET', record, 'last_id') or '0')
+    last = tonumber(redis.call('HGET', record, 'last_id') or '0')
     if last >= first + nevents then
       reply = {'CONFLICT', tostring(last)}
     elseif last >= first then
@@ -64,26 +65,33 @@ for s = 0, #KEYS / 4 - 1 do
     if current ~= holder then
       redis.call('SET', lease, holder, 'PX', lease_ms)
     end
-    for i = fields, events - 1, 2 do
-      redis.call('HSET', record, ARGV[i], ARGV[i + 1])
-    end
     local id = first + skip
     for i = events + 2 * skip, a - 1, 2 do
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '0-' .. id, 'n', ARGV[i], 'd', ARGV[i + 1])
       id = id + 1
     end
+    -- the record's changes, its last id and its holder in one command
+    local hset = {'HSET', record, 'holder', holder}
+    for i = fields, events - 1 do
+      hset[#hset + 1] = ARGV[i]
+    end
     if id > first + skip then
-      redis.call('HSET', record, 'last_id', id - 1)
+      hset[#hset + 1] = 'last_id'
+      hset[#hset + 1] = id - 1
     end
+    redis.call(unpack(hset))
     if tmode == '=' then
-      redis.call('SET', text, tdata)
+      redis.call('SET', text, tdata, 'EX', ttl)
     elseif tmode == '+' then
-      redis.call('APPEND', text, tdata)
+      redis.call('APPEND', text, tdata)  -- it exists (its length was checked), and keeps its lifetime
     end
-    redis.call('HSET', record, 'holder', holder)
-    redis.call('EXPIRE', stream, ttl)
-    redis.call('EXPIRE', record, ttl)
-    redis.call('EXPIRE', text, ttl)
+    -- a key made by this call gets its lifetime; the renewer extends every owned session's
+    if not existed then
+      redis.call('EXPIRE', record, ttl)
+    end
+    if last == 0 and id > first + skip then
+      redis.call('EXPIRE', stream, ttl)
+    end
     reply = {'OK'}
   end
   replies[#replies + 1] = reply
