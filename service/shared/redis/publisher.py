@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reserve.redis")
 
-MAX_BATCH_SESSIONS = 256  # sessions per script call
-
 
 class Publisher:
     def __init__(self, hub: RedisHub) -> None:
@@ -57,8 +55,8 @@ class Publisher:
             if not dirty:
                 continue
             try:
-                for start in range(0, len(dirty), MAX_BATCH_SESSIONS):
-                    await self._publish(dirty[start : start + MAX_BATCH_SESSIONS])
+                for start in range(0, len(dirty), scripts.MAX_SESSIONS_PER_CALL):
+                    await self._publish(dirty[start : start + scripts.MAX_SESSIONS_PER_CALL])
                 backoff = 0.0
             except RedisUnavailable:
                 self._dirty.update(dirty)

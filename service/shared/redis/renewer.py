@@ -19,8 +19,6 @@ from service.shared.redis.failures import RedisUnavailable
 if TYPE_CHECKING:
     from service.shared.redis.hub import RedisHub
 
-MAX_BATCH_SESSIONS = 256  # sessions per script call
-
 
 class Renewer:
     def __init__(self, hub: RedisHub) -> None:
@@ -47,8 +45,8 @@ class Renewer:
 
     async def _renew_all(self, owned: list[str], lease_ms: str, ttl_s: str, lapse_ms: str) -> None:
         hub = self.hub
-        for start in range(0, len(owned), MAX_BATCH_SESSIONS):
-            batch = owned[start : start + MAX_BATCH_SESSIONS]
+        for start in range(0, len(owned), scripts.MAX_SESSIONS_PER_CALL):
+            batch = owned[start : start + scripts.MAX_SESSIONS_PER_CALL]
             keys: list[str] = []
             args: list[str | bytes] = [hub.instance, lease_ms, ttl_s, lapse_ms]
             for sid in batch:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from service.settings import Settings
 
+MAX_SESSIONS_PER_CALL = 256  # the APPEND and RENEW scripts take at most this many sessions a call
+
 # Every session this process publishes, in one call. KEYS: per session its lease, stream,
 # record and final transcript. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first
 # event id, the number of record fields, the number of events, the transcript's change (mode: ''
