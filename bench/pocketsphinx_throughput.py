@@ -23,7 +23,8 @@ NAMES = ("call_back", "find_keys", "thank_you", "children_park")
 
 def _read(path: Path) -> bytes:
     with wave.open(str(path)) as wav:
-        return wav.readframes(wav.getnframes())
+        frames: bytes = wav.readframes(wav.getnframes())
+    return frames
 
 
 def main(argv: list[str]) -> None:

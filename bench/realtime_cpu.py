@@ -63,7 +63,7 @@ async def native_stream(base: str, no: int, rate: int, until: float, http: httpx
 
         nursery.start_soon(read)
         ws_url = base.replace("http", "ws", 1) + session["audio_url"]
-        async with open_websocket_url(ws_url, extra_headers=list(token.items())) as ws:
+        async with open_websocket_url(ws_url, extra_headers=[(k.encode(), v.encode()) for k, v in token.items()]) as ws:
             n = 0
             while trio.current_time() < until:
                 await ws.send_message(chunk(no, n, size))
@@ -77,7 +77,7 @@ async def native_stream(base: str, no: int, rate: int, until: float, http: httpx
 
 async def realtime_stream(base: str, no: int, rate: int, until: float) -> None:
     url = base.replace("http", "ws", 1) + "/v1/realtime?intent=transcription"
-    headers = [("Authorization", f"Bearer {procs.API_KEY}")]
+    headers = [(b"Authorization", f"Bearer {procs.API_KEY}".encode())]
     size = int(rate * CHUNK_S) * 2
     update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
         "format": {"type": "audio/pcm", "rate": rate}}}}}  # fmt: skip

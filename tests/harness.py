@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,14 +194,14 @@ async def audio_socket(
     token: str | None = "session",
     *,
     subprotocols: list[str] | None = None,
-    headers: list[tuple[str, str]] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
     """``token``: "session" sends the session's token as a Bearer header, a string goes in
     ``?token=``, None sends none (``subprotocols`` may carry one: ``token.<token>``)."""
     url = gateway.ws_base + session["audio_url"]
     headers = list(headers or [])
     if token == "session":
-        headers.append(("Authorization", f"Bearer {session['token']}"))
+        headers.append((b"Authorization", f"Bearer {session['token']}".encode()))
     elif token is not None:
         url += f"?token={token}"
     async with open_websocket_url(
@@ -301,7 +301,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(command: list[str], log_path: Path, *, ignore_sigint: bool = False, **env: str) -> Iterator[Served]:
+def served(
+    command: list[str], log_path: Path, *, env: Mapping[str, str], ignore_sigint: bool = False
+) -> Iterator[Served]:
     """Start ``command`` (with ``--bind`` on a free port appended) with the ``RESERVE_*`` given
     (and the transport the test runs with); on exit kill whatever of it is left."""
     port = free_port()

@@ -10,6 +10,7 @@ import json
 import re
 import wave
 from pathlib import Path
+from typing import Any
 
 import jiwer
 import pytest
@@ -35,7 +36,7 @@ def read_wav(name: str) -> tuple[bytes, int]:
         return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
-async def transcribe(gateway: Gateway, name: str, **config: object) -> EventCollector:
+async def transcribe(gateway: Gateway, name: str, **config: Any) -> EventCollector:
     pcm, rate = read_wav(name)
     session = await gateway.create_session(sample_rate_hertz=rate, **config)
     chunk = int(rate * CHUNK_S) * 2

@@ -25,6 +25,7 @@ def encode(container: str, samples: np.ndarray, rate: int = 16000) -> bytes:
     out = io.BytesIO()
     with av.open(out, "w", format=container) as file:
         stream = file.add_stream(codec, rate=codec_rate)
+        assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.rate = codec_rate

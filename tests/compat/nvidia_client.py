@@ -73,7 +73,8 @@ def transcribe(args: argparse.Namespace, chunks: list[bytes], force_eou: list[bo
             await asyncio.gather(client.send_audio_chunks(chunks, force_eou), client.receive_responses())
         finally:
             await client.disconnect()
-        return client.final_transcript
+        transcript: str = client.final_transcript
+        return transcript
 
     final = asyncio.run(run())
     return {"final": final, "deltas": deltas, "completed": completed}

@@ -121,7 +121,7 @@ def beta_transcribe(gateway: Gateway, api_key: str) -> list[Any]:
             session={
                 "input_audio_format": "pcm16",
                 "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                "turn_detection": None,
+                "turn_detection": None,  # type: ignore[typeddict-item]  # the API takes null: no turn detection
             }
         )
         for audio in audio_events(0.8):

@@ -73,7 +73,7 @@ async def _exchange(gateway: Gateway, sent: list[str | bytes]) -> None:
     ended = any(isinstance(m, str) and '"input_audio_buffer.done"' in m for m in sent)
     received: list[dict[str, Any]] = []
     with trio.fail_after(10):
-        async with open_websocket_url(url, extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")]) as ws:
+        async with open_websocket_url(url, extra_headers=[(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]) as ws:
             try:
                 for message in sent:
                     await ws.send_message(message)

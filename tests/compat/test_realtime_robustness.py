@@ -70,7 +70,7 @@ async def send(ws: WebSocketConnection, message: str | bytes) -> dict[str, Any]:
 async def test_bad_events_each_get_a_typed_error_and_the_socket_stays_open() -> None:
     async with scripted_gateway(WORDS) as gateway:
         url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
-        headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+        headers = [(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]
         max_audio = gateway.settings.max_frame_bytes
         async with open_websocket_url(url, extra_headers=headers) as ws:
             assert json.loads(await ws.get_message())["type"] == "session.created"
@@ -133,7 +133,7 @@ async def test_credentials_on_the_socket() -> None:
         wrong_key = await closing(url, extra_headers=[("Authorization", "Bearer nope")])
         conversation = await closing(
             f"{gateway.ws_base}/v1/realtime?intent=conversation",
-            extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")],
+            extra_headers=[(b"Authorization", f"Bearer {TEST_API_KEY}".encode())],
         )
     assert (missing[0]["error"]["code"], missing[1]) == ("unauthorized", 4401)
     assert (key_as_subprotocol[0]["error"]["code"], key_as_subprotocol[1]) == ("forbidden", 4403)
@@ -146,7 +146,7 @@ async def test_riva_down_fails_the_turn_with_a_typed_error_and_a_close_code() ->
     custom = {"fake.refuse": "UNAVAILABLE"}
     async with scripted_gateway(WORDS, custom, riva_start_deadline_s=0.3) as gateway:
         url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
-        headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+        headers = [(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]
         events: list[dict[str, Any]] = []
         async with open_websocket_url(url, extra_headers=headers) as ws:
             try:
@@ -174,7 +174,7 @@ async def test_riva_down_fails_the_turn_with_a_typed_error_and_a_close_code() ->
 async def test_settings_are_fixed_once_audio_has_started() -> None:
     async with scripted_gateway(WORDS) as gateway:
         url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
-        async with open_websocket_url(url, extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")]) as ws:
+        async with open_websocket_url(url, extra_headers=[(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]) as ws:
             assert json.loads(await ws.get_message())["type"] == "session.created"
             audio = base64.b64encode(bytes(CHUNK)).decode()
             await ws.send_message(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
@@ -190,7 +190,7 @@ async def test_settings_are_fixed_once_audio_has_started() -> None:
 async def test_a_connection_that_never_sends_audio_is_closed() -> None:
     async with scripted_gateway(WORDS, idle_session_timeout_s=0.3) as gateway:
         url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
-        first, code = await closing_after(url, 2, extra_headers=[("Authorization", f"Bearer {TEST_API_KEY}")])
+        first, code = await closing_after(url, 2, extra_headers=[(b"Authorization", f"Bearer {TEST_API_KEY}".encode())])
     assert (first["type"], first["error"]["code"], code) == ("error", "idle_timeout", 1000)
 
 
@@ -211,7 +211,7 @@ async def closing_after(url: str, messages: int, **kwargs: Any) -> tuple[dict[st
 
 
 async def test_limits_apply_to_realtime_connections() -> None:
-    headers = [("Authorization", f"Bearer {TEST_API_KEY}")]
+    headers = [(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]
     async with scripted_gateway(WORDS, max_sessions_per_key=1) as gateway:
         url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
         async with open_websocket_url(url, extra_headers=headers) as first:

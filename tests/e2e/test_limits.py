@@ -93,6 +93,6 @@ async def test_readers_per_session_are_limited(fake_riva: FakeRiva) -> None:
             assert second.json()["error"]["code"] == "too_many_readers"
 
         async def no_readers() -> bool:
-            return (await gateway.http.get(f"/v1/sessions/{session['id']}", headers=auth)).json()["readers"] == 0
+            return bool((await gateway.http.get(f"/v1/sessions/{session['id']}", headers=auth)).json()["readers"] == 0)
 
         await poll_until(no_readers)  # the first reader's place comes back once it leaves

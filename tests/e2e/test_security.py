@@ -360,7 +360,7 @@ async def test_the_audio_socket_checks_the_origin(
 ) -> None:
     session = await create(client, KEY_A)
     own_origin = gateway.ws_base.replace("ws://", "http://", 1)  # the host the socket goes to (shared mode: B)
-    headers = [] if origin is None else [("Origin", own_origin if origin == "same" else origin)]
+    headers = [] if origin is None else [(b"Origin", (own_origin if origin == "same" else origin).encode())]
     async with audio_socket(gateway, session, headers=headers) as ws:
         if allowed:
             await ws.send_message('{"type": "end"}')

@@ -41,7 +41,7 @@ def riva_transport() -> str:
 
 
 async def test_one_worker_drains_a_live_session_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
-    with served(SERVE, tmp_path / "serve.log", ignore_sigint=True, **DEMO) as server:
+    with served(SERVE, tmp_path / "serve.log", ignore_sigint=True, env=DEMO) as server:
         await server.wait_healthy()
         family = server.family()
         results: dict[str, Any] = {}
@@ -57,7 +57,7 @@ async def test_one_worker_drains_a_live_session_on_sigterm_with_sigint_ignored(t
 
 async def test_a_second_sigterm_ends_live_sessions_at_once(tmp_path: Path) -> None:
     env = {**DEMO, "RESERVE_SHUTDOWN_GRACE_S": "60"}
-    with served(SERVE, tmp_path / "serve.log", **env) as server:
+    with served(SERVE, tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         results: dict[str, Any] = {}
         async with trio.open_nursery() as nursery:
@@ -82,7 +82,7 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
-    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         first = await answering_pids(server, 2)
         assert first == {p.pid for p in psutil.Process(server.process.pid).children()}, "the supervisor's children"
@@ -119,7 +119,7 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
 
 async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, redis_server: RedisServer) -> None:
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
-    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", ignore_sigint=True, **env) as server:
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", ignore_sigint=True, env=env) as server:
         await server.wait_healthy()
         await answering_pids(server, 2)
         family = server.family()
@@ -140,7 +140,7 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
         assert log.count("stopped: exited with status 0") == 2
 
     # every worker gone: what they flushed is in Redis, for a reader resuming anywhere
-    with served(SERVE, tmp_path / "after.log", **env) as after:
+    with served(SERVE, tmp_path / "after.log", env=env) as after:
         await after.wait_healthy()
         async with httpx.AsyncClient(base_url=after.base_url, timeout=10) as http:
             gateway = Gateway(after.base_url, Settings(), http, app=None)  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
     keys.write_text("a-key\n")
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_API_KEYS_FILE": str(keys)}
     env.pop("RESERVE_AUTH_DISABLED")
-    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", **env) as server:
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await wait_until(lambda: " started (pid " in server.log, timeout_s=10)
         keys.unlink()
         assert await server.wait_exit(60) == 1
@@ -180,7 +180,7 @@ async def test_a_worker_that_does_not_drain_in_time_is_killed(tmp_path: Path, re
     config.write_text("graceful_timeout = 1\n")
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_FINISH_TIMEOUT_S": "1"}
     command = [*SERVE, "--workers", "2", "--config", str(config)]
-    with served(command, tmp_path / "serve.log", **env) as server:
+    with served(command, tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         stuck, other = sorted(await answering_pids(server, 2))
         os.kill(stuck, signal.SIGSTOP)

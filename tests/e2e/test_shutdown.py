@@ -27,7 +27,7 @@ async def test_sigterm_drains_live_sessions_then_exits_cleanly(tmp_path: Path, i
         "RESERVE_LOG_LEVEL": "WARNING",
         "RESERVE_AUTH_DISABLED": "true",  # as serve.sh runs the bundled demo
     }
-    with served(HYPERCORN, tmp_path / "hypercorn.log", ignore_sigint=ignore_sigint, **env) as server:
+    with served(HYPERCORN, tmp_path / "hypercorn.log", ignore_sigint=ignore_sigint, env=env) as server:
         await server.wait_healthy()
         family = server.family()
         results: dict[str, Any] = {}

@@ -63,7 +63,7 @@ def test_text_json_srt_and_vtt() -> None:
 def test_a_long_result_is_split_into_cues_at_word_times() -> None:
     transcript = Transcript()
     words = [{"word": f"w{i}", "start_ms": i * 300, "end_ms": i * 300 + 250} for i in range(30)]
-    transcript.add_final({"text": " ".join(w["word"] for w in words), "audio_processed": 9.0, "words": words})
+    transcript.add_final({"text": " ".join(str(w["word"]) for w in words), "audio_processed": 9.0, "words": words})
     cues = render_transcript(transcript, "vtt").split("\n\n")[1:]
     assert len(cues) == 3
     assert cues[0].splitlines() == ["00:00:00.000 --> 00:00:03.550", " ".join(f"w{i}" for i in range(12))]

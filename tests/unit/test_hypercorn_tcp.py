@@ -115,7 +115,7 @@ async def test_a_read_timeout_still_applies() -> None:
     """With ``read_timeout`` set, hypercorn's own loop (and its scope) runs."""
     hypercorn_tcp.apply()
     config = Config()
-    config.read_timeout = 0.05
+    config.read_timeout = 0.05  # type: ignore[assignment]  # typed as whole seconds; any number works
     server, protocol, peer = connection(config)
     with trio.fail_after(5):
         await server._read_data()  # the peer sends nothing: the timeout ends the loop

@@ -56,7 +56,8 @@ def test_each_reply_parses_whole_and_not_before(wire: bytes, reply: resp.Reply) 
         replies.feed(bytes([byte]))
         assert replies.reply() is resp.INCOMPLETE
     replies.feed(wire[-1:] + b"+next\r\n")
-    assert same(replies.reply(), reply)
+    parsed = replies.reply()
+    assert not isinstance(parsed, resp.Incomplete) and same(parsed, reply)
     assert replies.reply() == b"next" and replies.reply() is resp.INCOMPLETE
 
 
@@ -169,7 +170,8 @@ async def test_xread_replies_become_entries_and_a_malformed_one_is_refused(redis
     assert (
         redis_codec.stream_entries(await redis.call("XREAD", "BLOCK", 10, "STREAMS", "rsv:s:b:log", "0-0")) == []
     )  # nil: none
-    for malformed in ([b"key"], [[b"key", [[b"0-1", [b"n"]]]]], b"OK", 3):
+    malformed_replies: list[resp.Reply] = [[b"key"], [[b"key", [[b"0-1", [b"n"]]]]], b"OK", 3]
+    for malformed in malformed_replies:
         with pytest.raises(ProtocolError, match="XREAD answered"):
             redis_codec.stream_entries(malformed)
     await redis.aclose()

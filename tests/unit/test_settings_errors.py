@@ -46,14 +46,14 @@ def test_bad_values_stop_start_up_naming_each_variable(bad: dict[str, str], expe
 
 def test_secret_values_are_not_echoed() -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(riva_api_key=["nvapi", "leaked"])  # type: ignore[arg-type]
+        Settings(riva_api_key=["nvapi", "leaked"])
     message = settings_error_message(caught.value)
     assert "Reserve cannot start: RESERVE_RIVA_API_KEY: " in message and "leaked" not in message
 
 
 def test_cross_field_problems_are_explained() -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(riva_ssl_client_cert="/cert.pem")  # type: ignore[arg-type]
+        Settings(riva_ssl_client_cert="/cert.pem")
     assert "riva_ssl_client_cert and riva_ssl_client_key must be set together" in settings_error_message(caught.value)
 
 

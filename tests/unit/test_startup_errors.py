@@ -95,7 +95,7 @@ def test_serve_sh_with_a_bad_value_and_an_unreadable_keys_file(serve_sh: Path, t
 
 
 def test_configuration_problems_in_process(tmp_path: Path) -> None:
-    assert configuration_problems(Settings(api_keys="k")) == []  # type: ignore[arg-type]
+    assert configuration_problems(Settings(api_keys="k")) == []
     assert configuration_problems(Settings(auth_disabled=True)) == []
     assert configuration_problems(Settings()) == [NO_KEYS]
     empty = tmp_path / "keys"
@@ -103,5 +103,5 @@ def test_configuration_problems_in_process(tmp_path: Path) -> None:
     assert configuration_problems(Settings(api_keys_file=empty)) == [NO_KEYS]
     folder = tmp_path / "a-folder"  # unreadable as a file, even for root
     folder.mkdir()
-    problems = configuration_problems(Settings(api_keys="k", riva_api_key_file=folder))  # type: ignore[arg-type]
+    problems = configuration_problems(Settings(api_keys="k", riva_api_key_file=folder))
     assert problems == [f"RESERVE_RIVA_API_KEY_FILE={folder}: cannot read it (Is a directory)"]

@@ -11,7 +11,7 @@ from service.riva.targets import TargetPool
 
 def target(uri: str) -> RivaTarget:
     channel = grpc.insecure_channel(uri)
-    return RivaTarget(uri, channel, None, ())  # type: ignore[arg-type]  # the stub is not used here
+    return RivaTarget(uri, channel, None, ())
 
 
 @pytest.fixture

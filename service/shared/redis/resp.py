@@ -45,11 +45,11 @@ def encode(args: tuple[Arg, ...]) -> bytes:
     return packed
 
 
-class _Incomplete:
+class Incomplete:
     """What the reader answers while the reply is not all there (no reply is ever this)."""
 
 
-INCOMPLETE = _Incomplete()
+INCOMPLETE = Incomplete()
 
 
 class ReplyReader:
@@ -68,9 +68,9 @@ class ReplyReader:
             raise ProtocolError(f"a reply over {MAX_REPLY_BYTES} bytes")
         self._reader.feed(data)
 
-    def reply(self) -> Reply | _Incomplete:
+    def reply(self) -> Reply | Incomplete:
         """The next whole reply, or ``INCOMPLETE``."""
-        reply: Reply | _Incomplete = self._reader.gets()
+        reply: Reply | Incomplete = self._reader.gets()
         if reply is not INCOMPLETE:
             self._unparsed = 0
         return reply
@@ -149,7 +149,7 @@ class RespConnection:
             if not data:
                 raise ConnectionResetError("Redis closed the connection")
             replies.feed(bytes(data))  # the same object when it is bytes already
-        assert not isinstance(reply, _Incomplete)
+        assert not isinstance(reply, Incomplete)
         return reply
 
 
