@@ -1,6 +1,7 @@
 """Soak: a few hundred live sessions for minutes while Riva fails under them.
 
     python -m bench.soak --sessions 200 --minutes 3 --kill-every 40
+    python -m bench.soak --sessions 100 --minutes 2 --workers 2 --kill-worker-every 30
 
 Runs fake_riva and the gateway (hypercorn, as deployed) as subprocesses; every session
 streams words encoded in its audio (fake_riva's ``fake.words_in_audio``) at real-time
@@ -9,17 +10,27 @@ session's first Riva stream fails mid-way (UNAVAILABLE or INTERNAL), and the who
 fake_riva process is killed and restarted every ``--kill-every`` seconds. Prints sessions
 completed, finals lost and duplicated (both must be 0) and the gateway's resources.
 Not part of the test suite: it takes minutes.
+
+``--workers N`` runs ``python -m service serve --workers N`` on a redis-server of its own, and
+``--kill-worker-every S`` kills one worker (SIGKILL, as the OOM killer would) every S seconds;
+the supervisor starts it again. Sessions then run through the client library
+(``service.client``), which reconnects a dropped audio socket, resends from the server's
+``audio_bytes_received`` and resumes the event stream with ``Last-Event-ID``: what a client of
+a scaled-out deployment does when an instance dies under it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +41,12 @@ import psutil
 import trio
 from httpx_sse import aconnect_sse
 from trio_websocket import ConnectionClosed, open_websocket_url
+
+from bench import procs
+from service.client.api import Options
+from service.client.audio import RawAudio
+from service.client.errors import ClientError
+from service.client.session import transcribe
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = "alpha bravo|charlie delta|echo foxtrot"
@@ -79,10 +96,10 @@ async def one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
         tally.errors[key] = tally.errors.get(key, 0) + 1
 
 
-async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
-    audio = cycle_audio()
+def session_config(n: int) -> dict[str, object]:
+    """Words in the audio, and a Riva stream that fails once mid-way."""
     faults = {"fake.fail_after_chunks": str(5 + n % 20), "fake.fail_code": ("UNAVAILABLE", "INTERNAL")[n % 2]}
-    config = {
+    return {
         "custom_configuration": {
             "fake.transcript": WORDS,
             "fake.words_in_audio": "true",
@@ -92,6 +109,33 @@ async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
         },
         "interim_results": False,
     }
+
+
+def count_finals(finals: list[str], cycles: int, tally: Tally) -> None:
+    expected = FINALS_PER_CYCLE * cycles
+    for text in set(expected) | set(finals):
+        want, got = expected.count(text), finals.count(text)
+        tally.lost += max(0, want - got)
+        tally.duplicated += max(0, got - want)
+
+
+async def client_session(base: str, n: int, cycles: int, tally: Tally) -> None:
+    """One session through the client library, which rides out a worker's death."""
+    options = Options(url=base, interim=False, settings=session_config(n), finish_timeout_s=60)
+    try:
+        result = await transcribe(options, RawAudio.from_bytes(cycle_audio() * cycles))
+    except ClientError as exc:
+        tally.failed += 1
+        tally.errors[f"client: {exc}"[:80]] = tally.errors.get(f"client: {exc}"[:80], 0) + 1
+        return
+    tally.completed += 1
+    tally.reconnects += result.reconnects
+    count_finals(result.finals, cycles, tally)
+
+
+async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
+    audio = cycle_audio()
+    config = session_config(n)
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         session = (await http.post("/v1/sessions", json=config)).json()
         finals: list[str] = []
@@ -127,19 +171,15 @@ async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
                             await ws.get_message()
             except ConnectionClosed:
                 pass
-    expected = FINALS_PER_CYCLE * cycles
     if names and names[-1] == "end" and "error" not in names:
         tally.completed += 1
     else:
         tally.failed += 1
     tally.reconnects += names.count("reconnecting")
-    for text in set(expected) | set(finals):
-        want, got = expected.count(text), finals.count(text)
-        tally.lost += max(0, want - got)
-        tally.duplicated += max(0, got - want)
+    count_finals(finals, cycles, tally)
 
 
-async def soak(args: argparse.Namespace) -> None:
+async def soak(args: argparse.Namespace, redis_url: str = "") -> None:
     riva_port, gateway_port = free_port(), free_port()
     riva = start_fake_riva(riva_port)
     env = {
@@ -149,19 +189,28 @@ async def soak(args: argparse.Namespace) -> None:
         "RESERVE_RIVA_RECONNECT_DEADLINE_S": "20",
         "RESERVE_LOG_LEVEL": "WARNING",
         "RESERVE_AUTH_DISABLED": "true",
+        "RESERVE_REDIS_URL": redis_url,
     }
-    hypercorn = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{gateway_port}"]
     log_path = ROOT / "bench" / "results" / "soak-gateway.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    bind = ["--bind", f"127.0.0.1:{gateway_port}"]
+    if args.workers > 1:
+        config = procs.bench_hypercorn_config(log_path.parent, ROOT)
+        argv = [sys.executable, "-m", "service", "serve", "--workers", str(args.workers), "--config", str(config)]
+        argv += bind
+    else:
+        argv = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml", *bind]
+        argv += ["--access-logfile", "/dev/null", "service.app:app"]
     gateway = subprocess.Popen(  # noqa: ASYNC220 - starting a process does not block
-        [*hypercorn, "--access-logfile", "/dev/null", "service.app:app"],
+        argv,
         cwd=ROOT,
         env=env,
         stderr=log_path.open("wb"),  # the child writes it; ours is closed when this process exits
     )
     base = f"http://127.0.0.1:{gateway_port}"
     tally = Tally()
-    kills = 0
+    kills = worker_kills = 0
+    session_task = client_session if args.workers > 1 else one_session
     try:
         async with httpx.AsyncClient(base_url=base) as http:
             for _ in range(100):
@@ -171,14 +220,14 @@ async def soak(args: argparse.Namespace) -> None:
                 except httpx.TransportError:
                     await trio.sleep(0.2)
         proc = psutil.Process(gateway.pid)
-        base_threads, base_rss = proc.num_threads(), proc.memory_info().rss
+        base_threads, base_rss = _threads_and_rss(proc)
         cycles = max(1, int(args.minutes * 60 / 2.4))
         started = time.monotonic()
-        cpu_before = proc.cpu_times()
+        cpu = TreeCpu(proc)
         peak_threads = peak_rss = 0
         async with trio.open_nursery() as nursery:
             for n in range(args.sessions):
-                nursery.start_soon(one_session, base, n, cycles, tally)
+                nursery.start_soon(session_task, base, n, cycles, tally)
                 await trio.sleep(0.02)
 
             async def chaos() -> None:
@@ -191,11 +240,23 @@ async def soak(args: argparse.Namespace) -> None:
                     await trio.sleep(1.0)
                     riva = await trio.to_thread.run_sync(start_fake_riva, riva_port)
 
+            async def kill_workers() -> None:
+                """SIGKILL one worker every ``--kill-worker-every`` seconds: its sessions move."""
+                nonlocal worker_kills
+                while True:
+                    await trio.sleep(args.kill_worker_every)
+                    workers = proc.children()
+                    if workers:
+                        with contextlib.suppress(psutil.Error):
+                            random.choice(workers).kill()
+                            worker_kills += 1
+
             async def watch() -> None:
                 nonlocal peak_threads, peak_rss
                 while True:
-                    peak_threads = max(peak_threads, proc.num_threads())
-                    peak_rss = max(peak_rss, proc.memory_info().rss)
+                    threads, rss = _threads_and_rss(proc)
+                    peak_threads, peak_rss = max(peak_threads, threads), max(peak_rss, rss)
+                    cpu.sample()
                     await trio.sleep(1)
 
             helpers = trio.CancelScope()
@@ -205,22 +266,26 @@ async def soak(args: argparse.Namespace) -> None:
                     async with trio.open_nursery() as inner:
                         inner.start_soon(chaos)
                         inner.start_soon(watch)
+                        if args.workers > 1 and args.kill_worker_every > 0:
+                            inner.start_soon(kill_workers)
 
             nursery.start_soon(run_helpers)
             while tally.completed + tally.failed < args.sessions:  # noqa: ASYNC110 - a progress poll
                 await trio.sleep(0.5)
             helpers.cancel()
         elapsed = time.monotonic() - started
-        cpu = proc.cpu_times()
+        cpu.sample()
+        cpu_s = cpu.seconds
         await trio.sleep(12)  # trio keeps idle worker threads for 10 s before ending them
-        after_threads, after_rss = proc.num_threads(), proc.memory_info().rss
-        cpu_s = (cpu.user - cpu_before.user) + (cpu.system - cpu_before.system)
+        after_threads, after_rss = _threads_and_rss(proc)
         audio_s = cycles * 2.4
         print(f"soak: {args.sessions} sessions x {audio_s:.0f} s of audio, {elapsed:.0f} s wall")
+        if args.workers > 1:
+            print(f"  {args.workers} workers on Redis; a worker killed (SIGKILL) {worker_kills}x")
         print(f"  fake_riva killed and restarted {kills}x")
         print(f"  sessions completed {tally.completed}, failed {tally.failed}, errors {tally.errors}")
         print(f"  finals lost {tally.lost}, duplicated {tally.duplicated}, reconnects seen {tally.reconnects}")
-        print(f"  gateway CPU {cpu_s:.1f} s ({100 * cpu_s / elapsed:.0f}% of a core)")
+        print(f"  gateway CPU {cpu_s:.1f} s ({100 * cpu_s / elapsed:.0f}% of a core, all its processes)")
         print(f"  gateway threads {base_threads} -> peak {peak_threads} -> {after_threads}")
         mib = 2**20
         print(f"  gateway RSS {base_rss / mib:.0f} MiB -> peak {peak_rss / mib:.0f} MiB -> {after_rss / mib:.0f} MiB")
@@ -236,12 +301,50 @@ async def soak(args: argparse.Namespace) -> None:
         riva.wait()
 
 
+class TreeCpu:
+    """CPU seconds of the gateway's processes since this started, sampled every second so that a
+    killed worker's CPU (up to its last sample) still counts, and a restarted one's from zero."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        for member in procs.tree(process):
+            with contextlib.suppress(psutil.Error):
+                self._start[member.pid] = self._last[member.pid] = procs.cpu_seconds(member)
+
+    def sample(self) -> None:
+        for member in procs.tree(self.process):
+            with contextlib.suppress(psutil.Error):
+                self._last[member.pid] = procs.cpu_seconds(member)
+
+    @property
+    def seconds(self) -> float:
+        return sum(last - self._start.get(pid, 0.0) for pid, last in self._last.items())
+
+
+def _threads_and_rss(process: psutil.Process) -> tuple[int, int]:
+    """Threads and resident memory summed over the gateway's processes."""
+    threads = rss = 0
+    for member in procs.tree(process):
+        with contextlib.suppress(psutil.Error):
+            threads, rss = threads + member.num_threads(), rss + member.memory_info().rss
+    return threads, rss
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--kill-every", type=float, default=40.0, help="seconds between fake_riva restarts")
-    trio.run(soak, parser.parse_args(argv))
+    parser.add_argument("--workers", type=int, default=1, help="N > 1: `serve --workers N` on a redis-server")
+    parser.add_argument("--kill-worker-every", type=float, default=0.0, help="seconds between worker kills (0: none)")
+    args = parser.parse_args(argv)
+    if args.workers <= 1:
+        trio.run(soak, args)
+        return
+    with tempfile.TemporaryDirectory() as tmp, procs.redis_server(Path(tmp)) as (_, redis_url):
+        trio.run(soak, args, redis_url)
 
 
 if __name__ == "__main__":
