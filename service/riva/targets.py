@@ -23,6 +23,7 @@ from service.riva.probe import probe
 log = logging.getLogger("reserve.riva")
 COOLDOWN_FIRST_S = 2.0
 COOLDOWN_MAX_S = 30.0
+MAX_DOUBLINGS = 8  # past this the cool-down is at its most anyway; 2.0 ** 1024 is not a float
 
 
 class Probe(Protocol):
@@ -76,7 +77,7 @@ class TargetPool:
     def failed(self, target: RivaTarget) -> None:
         health = self._find(target)
         health.failures += 1
-        cooldown = min(COOLDOWN_MAX_S, COOLDOWN_FIRST_S * 2 ** (health.failures - 1))
+        cooldown = min(COOLDOWN_MAX_S, COOLDOWN_FIRST_S * 2 ** min(health.failures - 1, MAX_DOUBLINGS))
         health.down_until = time.monotonic() + cooldown
         if len(self._health) > 1:
             log.warning("Riva target %s marked down for %.0f s", target.uri, cooldown)

@@ -46,3 +46,17 @@ def test_a_failed_target_rests_and_comes_back_after_success(pool: TargetPool) ->
 def test_an_empty_pool_is_refused() -> None:
     with pytest.raises(ValueError):
         TargetPool([])
+
+
+def test_a_target_failing_for_ever_keeps_the_longest_cool_down(pool: TargetPool) -> None:
+    """Every live stream fails at each Riva restart, and a long session's stream rarely ends to
+    count a success: at hundreds of streams the failures pass a thousand between two probes.
+    The cool-down's doubling stops at its bound (it raised OverflowError past 1,024 failures,
+    and every session whose stream failed after that crashed)."""
+    a, b, c = list(pool)
+    for _ in range(5000):
+        pool.failed(a)
+    pool.failed(b)
+    assert pool.pick() is c
+    pool.failed(c)
+    assert pool.pick() is b, "b and c rest at most 2 s after one failure each; a rests 30 s"
