@@ -22,6 +22,7 @@ import msgspec
 import trio
 
 from service.errors import (
+    InternalError,
     ReserveError,
     SessionBusy,
     SessionClosed,
@@ -360,6 +361,9 @@ class Session(Recognition):
                     self._stop(Trigger.FAIL, "error", failure)
                 elif not self.handed_over:
                     self._stop(Trigger.FLUSHED, self._finish_reason)
+        except Exception:  # a bug here: the client gets a typed error, the operator the traceback
+            self._failure = self._failure or InternalError("the session failed inside the gateway")
+            raise
         finally:
             if self._failure is not None and not self.state.terminal:
                 self._stop(Trigger.FAIL, "error", self._failure)

@@ -152,3 +152,40 @@ async def test_riva_silent_after_end_of_audio_times_out(fake_riva: FakeRiva) -> 
             code, reason, _ = await close_reason(ws)
     assert (code, reason) == (1011, "upstream_timeout")
     assert events.events[-2].data["code"] == "upstream_timeout"
+
+
+async def test_a_bug_in_one_session_ends_it_with_a_typed_error_and_the_gateway_serves_on(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect injected where a session's stream is counted on its Riva target (the target
+    pool's OverflowError once crashed sessions there): its client gets ``error`` ``internal`` and
+    ``end`` ``error``, never a bare end that reads like a shutdown, and the next session works."""
+    targets = gateway.app.extensions["reserve.registry"].runtime.targets
+
+    def broken(target: object) -> None:
+        raise OverflowError("int too large to convert to float")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(targets, "opened", broken)
+        session = await gateway.create_session(custom_configuration=SCRIPT)
+        events = EventCollector()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(read_events, gateway, session, events)
+                async with audio_socket(gateway, session) as ws:
+                    await stream_audio(ws, seconds=0.2, end=False)
+                    code, reason, _ = await close_reason(ws)
+    assert (code, reason) == (1011, "internal")
+    assert [(e.event, e.data.get("code", e.data.get("reason"))) for e in events.events[-2:]] == [
+        ("error", "internal"),
+        ("end", "error"),
+    ]
+    after = await gateway.create_session(custom_configuration=SCRIPT)
+    healthy = EventCollector()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(read_events, gateway, after, healthy)
+            async with audio_socket(gateway, after) as ws:
+                await stream_audio(ws, seconds=0.3)
+                assert (await close_reason(ws))[0] == 1000
+    assert healthy.events[-1].data == {"reason": "finished"}
