@@ -73,6 +73,9 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
         nursery.start_soon(read)
         await session.done.wait()
         nursery.cancel_scope.cancel()
+    # in shared mode the end and the last finals may still be on their way to Redis: a client
+    # told "finished" before they are there would not resend if this process died now
+    await session.log.drained(registry().runtime.settings.redis_outage_deadline_s)
     if error is not None and not session.state.terminal:
         await close_with_error(error)
     elif session.handed_over:  # its client's socket came back at another instance

@@ -75,6 +75,10 @@ class EventLog(Protocol):
         """The session's record changed; shared logs store ``snapshot()``, taken when the next
         batch of events is written (so it is exactly as of the last of them)."""
 
+    async def drained(self, timeout_s: float) -> bool:
+        """Whether everything appended is where every reader finds it, within ``timeout_s``
+        (a shared log: written to Redis, so it outlives this process)."""
+
 
 class Changes:
     """A log's waiters: woken at every change, and a nudge ends the waits begun before it.
@@ -140,6 +144,9 @@ class MemoryEventLog:
 
     def note_state(self, snapshot: Callable[[], dict[str, str]]) -> None:
         """Nothing to do: in one process the session itself is the record."""
+
+    async def drained(self, timeout_s: float) -> bool:
+        return True  # readers read it here, as soon as it is appended
 
     async def wait_after(self, last_id: int) -> None:
         await self._changes.wait(lambda: len(self._events) > last_id or self._closed)

@@ -455,3 +455,21 @@ async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_rep
         for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
             assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
         nursery.cancel_scope.cancel()
+
+
+async def test_the_audio_socket_closes_normally_only_once_the_end_is_in_redis(
+    fake_riva: FakeRiva, redis: RedisServer
+) -> None:
+    """A client told "finished" (close 1000) does not resend. If the instance died between that
+    close and its last write, the finals and the end would be lost: the close waits for them."""
+    settings = shared_settings(fake_riva, redis, redis_flush_interval_s=0.3)  # writes lag the close
+    async with running_gateway(settings) as gateway:
+        session = await gateway.create_session(**content_config())
+        async with audio_socket(gateway, session) as ws:
+            await stream(ws, speech_audio())
+            code, _, _ = await close_reason(ws)
+        assert code == 1000
+        hub = RedisHub(Settings(redis_url=redis.url), Metrics())
+        async with hub.client:
+            names = [entry.field_values[b"n"] for entry in await hub.client.xrange(log_key(session["id"]))]
+        assert names[-1] == b"end" and names.count(b"transcript") >= len(EXPECTED_FINALS), names
