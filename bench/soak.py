@@ -34,6 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -72,6 +73,7 @@ class Tally:
     lost: int = 0
     duplicated: int = 0
     reconnects: int = 0
+    failed_lost: int = 0  # finals a failed session never delivered (its client was told why)
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,18 +121,35 @@ def count_finals(finals: list[str], cycles: int, tally: Tally) -> None:
         tally.duplicated += max(0, got - want)
 
 
+@dataclass
+class FinalsSeen:
+    """The client library's printer: the finals its event stream delivered, whatever the outcome."""
+
+    finals: list[str] = field(default_factory=list)
+
+    def event(self, name: str, event_id: int | str | None, data: dict[str, Any]) -> None:
+        if name == "transcript" and data.get("is_final"):
+            self.finals.append(str(data.get("text", "")))
+
+    def close(self) -> None:
+        pass
+
+
 async def client_session(base: str, n: int, cycles: int, tally: Tally) -> None:
-    """One session through the client library, which rides out a worker's death."""
+    """One session through the client library, which rides out a worker's death. Its finals
+    count even when it fails: a failure must not hide a lost word."""
     options = Options(url=base, interim=False, settings=session_config(n), finish_timeout_s=60)
+    seen = FinalsSeen()
     try:
-        result = await transcribe(options, RawAudio.from_bytes(cycle_audio() * cycles))
+        result = await transcribe(options, RawAudio.from_bytes(cycle_audio() * cycles), seen)
     except ClientError as exc:
         tally.failed += 1
         tally.errors[f"client: {exc}"[:80]] = tally.errors.get(f"client: {exc}"[:80], 0) + 1
+        tally.failed_lost += max(0, len(FINALS_PER_CYCLE) * cycles - len(seen.finals))
         return
     tally.completed += 1
     tally.reconnects += result.reconnects
-    count_finals(result.finals, cycles, tally)
+    count_finals(seen.finals, cycles, tally)
 
 
 async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
@@ -285,6 +304,8 @@ async def soak(args: argparse.Namespace, redis_url: str = "") -> None:
         print(f"  fake_riva killed and restarted {kills}x")
         print(f"  sessions completed {tally.completed}, failed {tally.failed}, errors {tally.errors}")
         print(f"  finals lost {tally.lost}, duplicated {tally.duplicated}, reconnects seen {tally.reconnects}")
+        if tally.failed_lost:
+            print(f"  finals the failed sessions did not deliver: {tally.failed_lost}")
         print(f"  gateway CPU {cpu_s:.1f} s ({100 * cpu_s / elapsed:.0f}% of a core, all its processes)")
         print(f"  gateway threads {base_threads} -> peak {peak_threads} -> {after_threads}")
         mib = 2**20
