@@ -26,6 +26,7 @@ import trio
 
 BUSY_WAKES_PER_S = 250  # below this, waits are far apart and a pause would gather next to nothing
 LOADED_FRACTION = 0.5  # running tasks this much of a window: the loop is loaded, pausing would queue
+HOLD_FRACTION = 0.5  # a pausing loop stays busy while it wakes at least this share of the times it can
 WINDOW_S = 0.1
 
 
@@ -38,11 +39,16 @@ class IoCoalescing(trio.abc.Instrument):
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        loaded_fraction: float = LOADED_FRACTION,
     ) -> None:
         self.pause_s = pause_s
+        self._loaded_fraction = loaded_fraction
         self._sleep = sleep
         self._clock = clock
         self._busy_at = BUSY_WAKES_PER_S * WINDOW_S  # wakes in one window that make the next busy
+        # pausing, the loop wakes at most once a pause: past 4 ms that is under ``_busy_at``, and
+        # without this it would stop pausing every other window
+        self._still_busy_at = min(self._busy_at, HOLD_FRACTION * WINDOW_S / pause_s) if pause_s > 0 else 0.0
         self._window_ends = 0.0
         self._waits = 0
         self._running_s = 0.0  # in this window, between waking from a wait and the next one
@@ -58,8 +64,8 @@ class IoCoalescing(trio.abc.Instrument):
             self._woke_at = None
         if now >= self._window_ends:  # a window that ended long ago counts as quiet
             recent = now < self._window_ends + WINDOW_S
-            busy = self._waits >= self._busy_at
-            loaded = self._running_s >= LOADED_FRACTION * WINDOW_S
+            busy = self._waits >= (self._still_busy_at if self._pausing else self._busy_at)
+            loaded = self._running_s >= self._loaded_fraction * WINDOW_S
             self._pausing = recent and busy and not loaded
             self._waits = 0
             self._running_s = 0.0
