@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
@@ -50,13 +52,8 @@ async def test_riva_unreachable_gives_an_error_event_and_close_code_quickly() ->
     settings = Settings(riva_uri="127.0.0.1:9", finish_timeout_s=5)  # nothing listens on port 9
     async with running_gateway(settings) as gateway:
         session = await gateway.create_session()
-        events = EventCollector()
         with trio.fail_after(5):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream_audio(ws, seconds=0.2, end=False)
-                    code, reason, frames = await close_reason(ws)
+            events, (code, reason, frames) = await stream_while_reading(gateway, session, seconds=0.2, end=False)
     assert (code, reason) == (1011, "upstream_unavailable")
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "upstream_unavailable"
     assert events.names[-2:] == ["error", "end"]
@@ -168,24 +165,27 @@ async def test_a_bug_in_one_session_ends_it_with_a_typed_error_and_the_gateway_s
     with monkeypatch.context() as patch:
         patch.setattr(targets, "opened", broken)
         session = await gateway.create_session(custom_configuration=SCRIPT)
-        events = EventCollector()
         with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(read_events, gateway, session, events)
-                async with audio_socket(gateway, session) as ws:
-                    await stream_audio(ws, seconds=0.2, end=False)
-                    code, reason, _ = await close_reason(ws)
+            events, (code, reason, _) = await stream_while_reading(gateway, session, seconds=0.2, end=False)
     assert (code, reason) == (1011, "internal")
     assert [(e.event, e.data.get("code", e.data.get("reason"))) for e in events.events[-2:]] == [
         ("error", "internal"),
         ("end", "error"),
     ]
     after = await gateway.create_session(custom_configuration=SCRIPT)
-    healthy = EventCollector()
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(read_events, gateway, after, healthy)
-            async with audio_socket(gateway, after) as ws:
-                await stream_audio(ws, seconds=0.3)
-                assert (await close_reason(ws))[0] == 1000
-    assert healthy.events[-1].data == {"reason": "finished"}
+        healthy, (code, _, _) = await stream_while_reading(gateway, after, seconds=0.3, end=True)
+    assert code == 1000 and healthy.events[-1].data == {"reason": "finished"}
+
+
+async def stream_while_reading(
+    gateway: Gateway, session: dict[str, Any], *, seconds: float, end: bool
+) -> tuple[EventCollector, tuple[int, str, list[Any]]]:
+    """Audio into the session while its events are read; the events, and how the socket closed."""
+    events = EventCollector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(read_events, gateway, session, events)
+        async with audio_socket(gateway, session) as ws:
+            await stream_audio(ws, seconds=seconds, end=end)
+            closed = await close_reason(ws)
+    return events, closed
