@@ -58,14 +58,14 @@ async def audio(session_id: str) -> None:
 
 
 async def _stream(session: Session, attachment: AudioAttachment) -> None:
-    max_frame = registry().runtime.settings.max_frame_bytes
+    settings = registry().runtime.settings
     error: ReserveError | None = None
     async with trio.open_nursery() as nursery:
 
         async def read() -> None:
             nonlocal error
             try:
-                await _ingest(attachment, max_frame)
+                await _ingest(attachment, settings.max_frame_bytes)
             except ReserveError as exc:
                 error = exc
                 nursery.cancel_scope.cancel()
@@ -75,7 +75,7 @@ async def _stream(session: Session, attachment: AudioAttachment) -> None:
         nursery.cancel_scope.cancel()
     # in shared mode the end and the last finals may still be on their way to Redis: a client
     # told "finished" before they are there would not resend if this process died now
-    await session.log.drained(registry().runtime.settings.redis_outage_deadline_s)
+    await session.log.drained(settings.redis_outage_deadline_s)
     if error is not None and not session.state.terminal:
         await close_with_error(error)
     elif session.handed_over:  # its client's socket came back at another instance

@@ -29,6 +29,16 @@ async def eval_script(
     return await link.call(*request)
 
 
+async def eval_per_session(
+    link: resp.RespConnection, what: str, script: Script[bytes], keys: list[str], args: list[str | bytes], sessions: int
+) -> list[resp.Reply]:
+    """A script that answers one reply per session (APPEND, RENEW): its answer, checked to be that."""
+    replies = await eval_script(link, script, keys, args)
+    if not isinstance(replies, list) or len(replies) != sessions:
+        raise resp.ProtocolError(f"the {what} script answered {replies!r:.80}")
+    return replies
+
+
 def event(identifier: bytes, fields: Mapping[bytes, bytes]) -> Event:
     """A stream entry (id ``0-<event id>``, fields ``n``: name, ``d``: the JSON) as an event."""
     event_id = int(identifier.split(b"-", 1)[1])

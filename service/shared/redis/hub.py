@@ -97,8 +97,7 @@ class RedisHub:
         """One round trip with a deadline; Redis failures become ``RedisUnavailable``."""
         with self.translated(what):  # coredis's own timeouts bound it (cancelling could leak a pool slot)
             result = await request
-        self.metrics.redis_round_trip(what)
-        self.error = None
+        self.succeeded(what)
         return result
 
     @contextlib.contextmanager
@@ -119,6 +118,11 @@ class RedisHub:
                 first = first.exceptions[0]
             self.failed(what, first)
             raise RedisUnavailable(self.error or str(first)) from group
+
+    def succeeded(self, what: str) -> None:
+        """A round trip went through: counted, and the last failure is over."""
+        self.metrics.redis_round_trip(what)
+        self.error = None
 
     def failed(self, what: str, exc: BaseException) -> None:
         """A round trip failed: logged once per outage, counted every time."""
@@ -160,8 +164,7 @@ class RedisHub:
                 fields = pipe.hgetall(scripts.record_key(session_id))
                 text = pipe.get(scripts.text_key(session_id))
             raw, final_text = await fields, await text
-        self.metrics.redis_round_trip("record")
-        self.error = None
+        self.succeeded("record")
         if not raw:
             return None
         record = {k.decode(): v.decode() for k, v in raw.items()}

@@ -55,8 +55,8 @@ class Publisher:
             if not dirty:
                 continue
             try:
-                for start in range(0, len(dirty), scripts.MAX_SESSIONS_PER_CALL):
-                    await self._publish(dirty[start : start + scripts.MAX_SESSIONS_PER_CALL])
+                for batch in scripts.per_call(dirty):
+                    await self._publish(batch)
                 backoff = 0.0
             except RedisUnavailable:
                 self._dirty.update(dirty)
@@ -104,13 +104,11 @@ class Publisher:
     async def _append_all(self, keys: list[str], args: list[str | bytes], sessions: int) -> list[str]:
         """The APPEND script's status for each session, checked inside the round trip so that a
         malformed answer is a Redis failure like any other (``call`` translates it)."""
-        replies = await codec.eval_script(self.link, self._script, keys, args)
+        replies = await codec.eval_per_session(self.link, "append", self._script, keys, args, sessions)
         statuses = [
-            reply[0].decode()
-            for reply in (replies if isinstance(replies, list) else [])
-            if isinstance(reply, list) and reply and isinstance(reply[0], bytes)
+            reply[0].decode() for reply in replies if isinstance(reply, list) and reply and isinstance(reply[0], bytes)
         ]
-        if not isinstance(replies, list) or len(statuses) != len(replies) or len(statuses) != sessions:
+        if len(statuses) != sessions:
             raise resp.ProtocolError(f"the append script answered {replies!r:.80}")
         return statuses
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from service.shared.redis import codec, resp, scripts
+from service.shared.redis import codec, scripts
 from service.shared.redis.failures import RedisUnavailable
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ class Renewer:
 
     async def _renew_all(self, owned: list[str], lease_ms: str, ttl_s: str, lapse_ms: str) -> None:
         hub = self.hub
-        for start in range(0, len(owned), scripts.MAX_SESSIONS_PER_CALL):
-            batch = owned[start : start + scripts.MAX_SESSIONS_PER_CALL]
+        for batch in scripts.per_call(owned):
             keys: list[str] = []
             args: list[str | bytes] = [hub.instance, lease_ms, ttl_s, lapse_ms]
             for sid in batch:
@@ -54,13 +53,10 @@ class Renewer:
                 keys += event_log.keys
                 keys.append(scripts.live_key(event_log.key_id))
                 args.append(event_log.ticket)
-            renewed = await codec.eval_script(self.link, self._script, keys, args)
-            if not isinstance(renewed, list) or len(renewed) != len(batch):
-                raise resp.ProtocolError(f"the renew script answered {renewed!r:.80}")
+            renewed = await codec.eval_per_session(self.link, "renew", self._script, keys, args, len(batch))
             for sid, held in zip(batch, renewed, strict=True):
                 if held != 1 and sid in hub.logs:
                     hub.logs[sid].disown()
                     if hub.on_fenced is not None:
                         hub.on_fenced(sid, "lease lost")
-        hub.metrics.redis_round_trip("renew")
-        hub.error = None
+        hub.succeeded("renew")

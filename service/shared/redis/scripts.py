@@ -9,12 +9,21 @@ stream, entry ids ``0-<event id>``: explicit and contiguous, so a gap is visible
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from service.settings import Settings
 
 MAX_SESSIONS_PER_CALL = 256  # the APPEND and RENEW scripts take at most this many sessions a call
+T = TypeVar("T")
+
+
+def per_call(sessions: list[T]) -> Iterator[list[T]]:
+    """``sessions`` in runs of at most ``MAX_SESSIONS_PER_CALL``: one script call each."""
+    for start in range(0, len(sessions), MAX_SESSIONS_PER_CALL):
+        yield sessions[start : start + MAX_SESSIONS_PER_CALL]
+
 
 # Every session this process publishes, in one call. KEYS: per session its lease, stream,
 # record and final transcript. ARGV: holder, maxlen, ttl_s, lease_ms, then per session: first
