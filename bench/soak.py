@@ -27,7 +27,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,12 +57,6 @@ CHUNK = 3200
 
 def cycle_audio() -> bytes:
     return np.concatenate([np.full(ms * 16, v, dtype="<i2") for v, ms in PATTERN]).tobytes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -199,7 +192,7 @@ async def _one_session(base: str, n: int, cycles: int, tally: Tally) -> None:
 
 
 async def soak(args: argparse.Namespace, redis_url: str = "") -> None:
-    riva_port, gateway_port = free_port(), free_port()
+    riva_port, gateway_port = procs.free_port(), procs.free_port()
     riva = start_fake_riva(riva_port)
     env = {
         **os.environ,
