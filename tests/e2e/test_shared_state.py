@@ -324,28 +324,33 @@ async def test_losing_a_lease_while_riva_answers_stops_that_session_only(
     assert_exact_transcript(events)
 
 
+@contextlib.asynccontextmanager
+async def running_hub(url: str, **settings: Any) -> AsyncIterator[RedisHub]:
+    """One process's link to the Redis at ``url``, its tasks running until the block ends."""
+    hub = RedisHub(Settings(redis_url=url, **settings), Metrics())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        yield hub
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_session_being_created_is_never_fenced_by_its_own_renewer(redis: RedisServer) -> None:
     """A new session's first write takes its lease; until it lands there is no lease to renew,
     and finding none must not fence the session (under load the renewer ran first, and the
     session streamed on with a log it no longer owned)."""
-    hub = RedisHub(Settings(redis_url=redis.url, redis_lease_s=0.3), Metrics())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
+    async with running_hub(redis.url, redis_lease_s=0.3) as hub:
         event_log = hub.log_for("being-created")
         event_log.own(0, {"token_hash": "x"})  # nothing noted yet: its first write is still to come
         await trio.sleep(0.35)  # three renewals
         assert event_log.owned and not event_log.confirmed
-        nursery.cancel_scope.cancel()
 
 
 async def test_the_renewer_keeps_held_leases_and_gives_up_each_taken_one(redis: RedisServer) -> None:
     """One renewal call for every owned session: each gets its own answer (a taken lease fences
     only its session), and a held lease lives on well past its first lifetime."""
-    hub = RedisHub(Settings(redis_url=redis.url, redis_lease_s=0.3), Metrics())
     fenced: list[tuple[str, str]] = []
-    hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
+    async with running_hub(redis.url, redis_lease_s=0.3) as hub:
+        hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
         logs = {}
         for session_id in ("kept", "taken", "kept-too"):
             assert await hub.take_lease(session_id)
@@ -359,7 +364,6 @@ async def test_the_renewer_keeps_held_leases_and_gives_up_each_taken_one(redis: 
         assert await hub.lease_holder("kept") == hub.instance
         assert await hub.lease_holder("kept-too") == hub.instance
         assert await hub.lease_holder("taken") == "thief"
-        nursery.cancel_scope.cancel()
 
 
 async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_when_redis_lost_some(
@@ -368,11 +372,9 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
     """A long session's transcript reaches hundreds of KiB: each final adds only its words. An
     append lands only where Redis holds as many bytes as were written; otherwise (a restart that
     lost some) the whole text goes again, and the record read anywhere has it."""
-    hub = RedisHub(Settings(redis_url=redis.url), Metrics())
     record = {"state": "streaming", "final_text": "one"}
     key = text_key("transcribed")
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
+    async with running_hub(redis.url) as hub:
         event_log = hub.log_for("transcribed")
         event_log.own(0, {"token_hash": "x"})
         hub.publisher.force_whole_record("transcribed")
@@ -397,7 +399,6 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
         await hub.client.hset(record_key("older"), {"state": "streaming", "final_text": "from before"})
         older = await hub.record("older")  # written by a gateway that kept the transcript in the record
         assert older is not None and older["final_text"] == "from before"
-        nursery.cancel_scope.cancel()
 
 
 class AnswerLosingProxy:
@@ -433,27 +434,26 @@ async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_rep
     fenced: list[tuple[str, str]] = []
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
-        hub = RedisHub(Settings(redis_url=f"redis://127.0.0.1:{port}"), Metrics())
-        hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
-        await nursery.start(hub.run)
-        event_log = hub.log_for("answer-lost")
-        event_log.own(0, {"token_hash": "x"})
-        hub.publisher.force_whole_record("answer-lost")
-        event_log.append("transcript", b'{"n":1}')
-        event_log.append("transcript", b'{"n":2}')
-        await trio.sleep(0.2)  # the first call goes through unanswered; the retry waits its backoff
-        event_log.append("transcript", b'{"n":3}')  # the retry carries one more
-        assert await event_log.drained(5)
-        assert proxy.lost == 1 and fenced == [] and event_log.owned
-        entries = await hub.client.xrange(log_key("answer-lost"))
-        assert [(entry.identifier, entry.field_values[b"d"]) for entry in entries] == [
-            (b"0-1", b'{"n":1}'),
-            (b"0-2", b'{"n":2}'),
-            (b"0-3", b'{"n":3}'),
-        ]
-        assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
-        for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
-            assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
+        async with running_hub(f"redis://127.0.0.1:{port}") as hub:
+            hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
+            event_log = hub.log_for("answer-lost")
+            event_log.own(0, {"token_hash": "x"})
+            hub.publisher.force_whole_record("answer-lost")
+            event_log.append("transcript", b'{"n":1}')
+            event_log.append("transcript", b'{"n":2}')
+            await trio.sleep(0.2)  # the first call goes through unanswered; the retry waits its backoff
+            event_log.append("transcript", b'{"n":3}')  # the retry carries one more
+            assert await event_log.drained(5)
+            assert proxy.lost == 1 and fenced == [] and event_log.owned
+            entries = await hub.client.xrange(log_key("answer-lost"))
+            assert [(entry.identifier, entry.field_values[b"d"]) for entry in entries] == [
+                (b"0-1", b'{"n":1}'),
+                (b"0-2", b'{"n":2}'),
+                (b"0-3", b'{"n":3}'),
+            ]
+            assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
+            for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
+                assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
         nursery.cancel_scope.cancel()
 
 
