@@ -18,12 +18,13 @@ class StoredStream:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.publisher_wakes = 0
+        self.followed: list[RedisEventLog] = []
 
     def wake_publisher(self, event_log: RedisEventLog) -> None:
         self.publisher_wakes += 1
 
-    def wake_follower(self) -> None:
-        pass
+    def wake_follower(self, event_log: RedisEventLog) -> None:
+        self.followed.append(event_log)
 
     async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]:
         return [e for e in self.events if e.id > after_id][:limit]
@@ -175,11 +176,13 @@ async def test_waiters_wake_on_delivery_and_a_disowned_log_drops_what_it_could_n
         nursery.start_soon(wait)
         await trio.sleep(0.01)
         assert log.waiters == 1 and not woke.is_set()
+        assert stored.followed == [log], "a reader waiting on a log someone else owns asks to follow it"
         log.deliver([event(1)])
     assert woke.is_set()
     log.own(1, {})
     log.append("transcript", b"{}")
     log.disown()  # fenced: another instance owns it now
+    assert stored.followed == [log, log], "its readers here follow it from Redis now"
     assert not log.dirty and log.size_bytes == 0
     with pytest.raises(RuntimeError):
         log.append("transcript", b"{}")

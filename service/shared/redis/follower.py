@@ -1,7 +1,9 @@
 """The follower: one task per process reads every followed stream and fans events out.
 
 One ``XREAD BLOCK`` covers every log this process reads but does not own, at most once per
-flush interval while events flow. A read blocks at most ``FOLLOW_BLOCK_MS``; one that fails
+flush interval while events flow. A log that gains a waiting reader asks to be followed;
+the follower keeps it while it is someone else's, open and waited on, so a read costs what
+is followed, not every log of the process (most of which it owns). A read blocks at most ``FOLLOW_BLOCK_MS``; one that fails
 or is cancelled throws its connection away (coredis 6.9.0 never gave a cancelled blocking
 command's pool slot back, measured; the lean connection has no pool).
 """
@@ -17,6 +19,7 @@ from service.shared.redis.failures import BACKOFF_FIRST_S, REDIS_ERRORS, next_ba
 
 if TYPE_CHECKING:
     from service.shared.redis.hub import RedisHub
+    from service.shared.redis.log import RedisEventLog
 
 FOLLOW_BLOCK_MS = 100
 
@@ -26,10 +29,25 @@ class Follower:
         self.hub = hub
         self.link = hub.lean_link(extra_timeout_s=FOLLOW_BLOCK_MS / 1000)
         self._wake = trio.Event()
+        self._followed: dict[bytes, RedisEventLog] = {}  # by stream key
 
-    def wake(self) -> None:
-        """A log gained a waiting reader: read its stream too."""
+    def wake(self, event_log: RedisEventLog) -> None:
+        """``event_log`` gained a waiting reader (or lost its owner here): read its stream too."""
+        self._followed[event_log.stream_key] = event_log
         self._wake.set()
+
+    def _still_followed(self) -> dict[bytes, RedisEventLog]:
+        """The logs worth a read now; the others ask again when a reader waits on them."""
+        logs = self.hub.logs
+        self._followed = {
+            key: event_log
+            for key, event_log in self._followed.items()
+            if event_log.waiters
+            and not event_log.owned
+            and not event_log.closed
+            and logs.get(event_log.session_id) is event_log
+        }
+        return self._followed
 
     async def run(self) -> None:
         backoff = 0.0
@@ -44,11 +62,7 @@ class Follower:
         hub = self.hub
         read_some = False
         while True:
-            followed = {
-                event_log.stream_key: event_log
-                for event_log in hub.logs.values()
-                if not event_log.owned and not event_log.closed and event_log.waiters
-            }
+            followed = self._still_followed()  # a log that asks during the read is read next time
             if not followed:
                 await self._wake.wait()
                 self._wake = trio.Event()

@@ -148,8 +148,8 @@ class RedisHub:
     def wake_publisher(self, event_log: RedisEventLog) -> None:
         self.publisher.wake(event_log)
 
-    def wake_follower(self) -> None:
-        self.follower.wake()
+    def wake_follower(self, event_log: RedisEventLog) -> None:
+        self.follower.wake(event_log)
 
     async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]:
         entries = await self.call(

@@ -52,7 +52,7 @@ class Batch:
 class Hub(Protocol):
     def wake_publisher(self, event_log: RedisEventLog) -> None: ...
 
-    def wake_follower(self) -> None: ...
+    def wake_follower(self, event_log: RedisEventLog) -> None: ...
 
     async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]: ...
 
@@ -125,7 +125,7 @@ class RedisEventLog:
     async def wait_after(self, last_id: int) -> None:
         self.waiters += 1
         if not self.owned:
-            self._hub.wake_follower()
+            self._hub.wake_follower(self)
         try:
             await self._changes.wait(lambda: self._committed > last_id or self._closed)
         finally:
@@ -155,7 +155,7 @@ class RedisEventLog:
         self._written = {}
         self._text = None
         self._close_requested = self._closed
-        self._hub.wake_follower()
+        self._hub.wake_follower(self)
         self._changes.wake()
 
     def append(self, name: str, data: bytes) -> Event:
