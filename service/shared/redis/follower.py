@@ -3,9 +3,11 @@
 One ``XREAD BLOCK`` covers every log this process reads but does not own, at most once per
 flush interval while events flow. A log that gains a waiting reader asks to be followed;
 the follower keeps it while it is someone else's, open and waited on, so a read costs what
-is followed, not every log of the process (most of which it owns). A read blocks at most ``FOLLOW_BLOCK_MS``; one that fails
-or is cancelled throws its connection away (coredis 6.9.0 never gave a cancelled blocking
-command's pool slot back, measured; the lean connection has no pool).
+is followed, not every log of the process (most of which it owns).
+
+A read blocks at most ``FOLLOW_BLOCK_MS``; one that fails or is cancelled throws its
+connection away (coredis 6.9.0 never gave a cancelled blocking command's pool slot back,
+measured; the lean connection has no pool).
 """
 
 from __future__ import annotations
