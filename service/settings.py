@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description="In-memory mode: readers of new events are woken together this often (0: at every event)",
     )
     io_coalesce_s: float = Field(
-        0.002,
+        0.005,
         ge=0,
         le=0.05,
         description="A busy gateway pauses this long before each wait for I/O, to handle more per pass (0: never)",
