@@ -13,7 +13,7 @@ Only a loop that is busy but not loaded does it: one that went idle at least
 check) waits for I/O at once, as without it; so does a loaded one, which gathers by itself
 (each pass finds more ready) and where a pause would add to every queue (at 300 streams in Redis
 mode it took p99 added from 30-60 ms to 83-93 ms). The price is latency: an event that arrives
-during a pause waits for it, at most ``pause_s`` per wake (2 ms by default), and a timer due
+during a pause waits for it, at most ``pause_s`` per wake (5 ms by default), and a timer due
 during it fires that much late. ``RESERVE_IO_COALESCE_S=0`` turns it off.
 """
 
