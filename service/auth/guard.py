@@ -7,6 +7,7 @@ auth not explicitly disabled it refuses to start, rather than serve an open gate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -14,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import trio
+
 from service.auth.keys import ApiKeys, KeysFileError, parse_keys_list
 from service.auth.limits import KeyLimits
 from service.auth.origins import OriginPolicy
 from service.auth.tokens import CREATE_SCOPE, Claims, TokenSigner, UsedTokens, looks_signed, session_scope
-from service.errors import Forbidden, Overloaded, RateLimited, Unauthorized
+from service.errors import Forbidden, Overloaded, RateLimited, StateUnavailable, Unauthorized
 from service.settings import Settings
 from service.shared.base import KeyCounters, SingleUseTokens
 from service.shared.memory import MemoryKeyCounters, MemorySingleUse
@@ -171,18 +174,28 @@ class Guard:
         if principal.claims is not None:
             await self.single_use.consume(principal.claims)
         ticket = secrets.token_urlsafe(12)
-        refusal = await self.counters.admit(principal.key_id, ticket)
+        try:
+            refusal = await self.counters.admit(principal.key_id, ticket)
+        except BaseException:  # shared state failed (503): no session, so the token is still good
+            with trio.CancelScope(shield=True):
+                await self._unspend(principal)
+            raise
         if refusal is not None:
-            if principal.claims is not None:
-                await self.single_use.forget(principal.claims)  # no session was made: the token is still good
+            await self._unspend(principal)  # no session was made: the token is still good
             raise RateLimited(f"this API key is at its limit of {refusal.limit}", retry_after_s=refusal.retry_after_s)
         return ticket
 
     async def not_created(self, principal: Principal, ticket: str) -> None:
-        """Undo ``admit``: the session could not be created, so its token may be used again."""
-        await self.counters.release(principal.key_id, ticket)
+        """Undo ``admit``: the session could not be created, so its token may be used again.
+        Best effort: it runs while another error is on its way to the client."""
+        with contextlib.suppress(StateUnavailable):
+            await self.counters.release(principal.key_id, ticket)
+        await self._unspend(principal)
+
+    async def _unspend(self, principal: Principal) -> None:
         if principal.claims is not None:
-            await self.single_use.forget(principal.claims)
+            with contextlib.suppress(StateUnavailable):  # Redis is failing: the token stays spent
+                await self.single_use.forget(principal.claims)
 
     # -- a session's own resources ----------------------------------------------------
     def check_session(

@@ -403,12 +403,12 @@ async def test_the_final_transcript_is_appended_to_in_redis_and_written_whole_wh
 
 class AnswerLosingProxy:
     """Between the hub and Redis: passes everything, except that it cuts the connection of the
-    first APPEND script call instead of passing Redis's answer back, once Redis ran it (what a
-    timeout or a reset at the wrong moment does)."""
+    first request holding ``lose`` instead of passing Redis's answer back, once Redis ran it
+    (what a timeout or a reset at the wrong moment does)."""
 
-    def __init__(self, redis_port: int) -> None:
+    def __init__(self, redis_port: int, lose: bytes) -> None:
         self.redis_port = redis_port
-        self.append_sha = hashlib.sha1(APPEND.encode()).hexdigest().encode()
+        self.lose = lose
         self.lost = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -421,7 +421,7 @@ class AnswerLosingProxy:
             while request := await client.receive_some(65536):
                 await redis.send_all(request)
                 answer = await redis.receive_some(65536)  # one request at a time on each of the hub's links
-                if self.lost == 0 and self.append_sha in request and not answer.startswith(b"-NOSCRIPT"):
+                if self.lost == 0 and self.lose in request and not answer.startswith(b"-NOSCRIPT"):
                     self.lost += 1
                     return  # Redis ran it; the caller never hears so
                 await client.send_all(answer)
@@ -430,7 +430,7 @@ class AnswerLosingProxy:
 async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_repeating(redis: RedisServer) -> None:
     """The publisher cannot tell a lost answer from a lost request, so it sends the batch again:
     Redis must take that as what it already holds, not as another writer's events."""
-    proxy = AnswerLosingProxy(redis.port)
+    proxy = AnswerLosingProxy(redis.port, hashlib.sha1(APPEND.encode()).hexdigest().encode())
     fenced: list[tuple[str, str]] = []
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
@@ -473,3 +473,33 @@ async def test_the_audio_socket_closes_normally_only_once_the_end_is_in_redis(
         async with hub.client:
             names = [entry.field_values[b"n"] for entry in await hub.client.xrange(log_key(session["id"]))]
         assert names[-1] == b"end" and names.count(b"transcript") >= len(EXPECTED_FINALS), names
+
+
+@pytest.mark.parametrize("lost", [b"rsv:t:", b"rsv:k:"], ids=["token_spent", "session_counted"])
+async def test_a_creation_whose_answer_was_lost_spends_no_token_and_holds_no_place(
+    fake_riva: FakeRiva, redis: RedisServer, lost: bytes
+) -> None:
+    """Spending a single-use token and counting a session each change Redis before the answer
+    comes back; a client told 503 must find its token still good and its key's places free."""
+    proxy = AnswerLosingProxy(redis.port, lost)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        settings = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}", max_sessions_per_key=1)
+        async with running_gateway(settings) as gateway:
+            minted = await gateway.http.post("/v1/tokens", json={"scope": "session:create"})
+            assert minted.status_code == 201, minted.text
+            create_token = {"Authorization": f"Bearer {minted.json()['token']}"}
+            refused = await gateway.http.post("/v1/sessions", json={}, headers=create_token)
+            assert proxy.lost == 1
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "state_unavailable"
+            created = await gateway.http.post("/v1/sessions", json={}, headers=create_token)
+            assert created.status_code == 201, created.text  # the token was not spent, no place held
+            again = await gateway.http.post("/v1/sessions", json={}, headers=create_token)
+            assert again.status_code == 403, again.text
+            over = await gateway.http.post("/v1/sessions", json={})
+            assert over.status_code == 429, over.text  # the one live session holds the key's one place
+            session = created.json()
+            assert (await gateway.http.delete(session_url(session), headers=bearer(session))).status_code == 200
+            assert (await gateway.http.post("/v1/sessions", json={})).status_code == 201
+        nursery.cancel_scope.cancel()

@@ -2,17 +2,25 @@
 
 A key's live sessions are a sorted set of tickets scored by when they lapse (renewed while
 the session lives), so a crashed instance's sessions stop counting by themselves.
+
+Spending a token and counting a session change Redis before the answer comes back. When the
+answer is lost (a timeout, a reset), the change is undone where it may have happened, as far
+as Redis lets us, so that a client told 503 finds its token still good and no place held;
+Redis failing is ``StateUnavailable`` (503) to the caller, never a bare Redis error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 
 import coredis
 
 from service.auth.tokens import Claims
-from service.errors import Forbidden
+from service.errors import Forbidden, StateUnavailable
 from service.shared.base import Refusal
+from service.shared.redis.failures import RedisUnavailable
 from service.shared.redis.hub import RedisHub
 from service.shared.redis.scripts import live_key, made_key, now_ms
 
@@ -30,13 +38,18 @@ class RedisKeyCounters:
     async def admit(self, key: str, ticket: str) -> Refusal | None:
         if not (self.max_concurrent or self.per_minute):
             return None
-        reply = await self.hub.call(
-            "admit",
-            self.hub.admit_script(
-                keys=[live_key(key), made_key(key)],
-                args=[now_ms(), ticket, self.max_concurrent, self.per_minute, self._live_ttl_ms, WINDOW_MS],
-            ),
-        )
+        try:
+            reply = await self.hub.call(
+                "admit",
+                self.hub.admit_script(
+                    keys=[live_key(key), made_key(key)],
+                    args=[now_ms(), ticket, self.max_concurrent, self.per_minute, self._live_ttl_ms, WINDOW_MS],
+                ),
+            )
+        except RedisUnavailable as exc:
+            with contextlib.suppress(RedisUnavailable):  # the ticket may have been counted: not any more
+                await self._forget_ticket(key, ticket)
+            raise _unavailable(exc) from None
         verdict = int(reply[0])
         if verdict == 0:
             return None
@@ -46,22 +59,51 @@ class RedisKeyCounters:
 
     async def release(self, key: str, ticket: str) -> None:
         if self.max_concurrent or self.per_minute:
-            await self.hub.call("ZREM", self.hub.client.zrem(live_key(key), [ticket]))
+            with _translated():
+                await self._forget_ticket(key, ticket)
+
+    async def _forget_ticket(self, key: str, ticket: str) -> None:
+        await self.hub.call("ZREM", self.hub.client.zrem(live_key(key), [ticket]))
 
 
 class RedisSingleUse:
     async def consume(self, claims: Claims) -> None:
-        key = f"rsv:t:{claims.token_id}"
+        key = _spent_key(claims)
         ttl_ms = max(1000, claims.expires_at * 1000 - now_ms())
-        first = await self.hub.call("SET", self.hub.client.set(key, "1", condition=coredis.PureToken.NX, px=ttl_ms))
+        mark = secrets.token_hex(8)  # this attempt's: only what it wrote may be undone
+        try:
+            first = await self.hub.call(
+                "SET", self.hub.client.set(key, mark, condition=coredis.PureToken.NX, px=ttl_ms)
+            )
+        except RedisUnavailable as exc:
+            with contextlib.suppress(RedisUnavailable):  # spent by this attempt, perhaps: not any more
+                await self.hub.delete_if(key, mark)
+            raise _unavailable(exc) from None
         if not first:
             raise Forbidden("this token was already used; ask for a new one")
 
     async def forget(self, claims: Claims) -> None:
-        await self.hub.call("DEL", self.hub.client.delete([f"rsv:t:{claims.token_id}"]))
+        with _translated():
+            await self.hub.call("DEL", self.hub.client.delete([_spent_key(claims)]))
 
     def __init__(self, hub: RedisHub) -> None:
         self.hub = hub
+
+
+def _spent_key(claims: Claims) -> str:
+    return f"rsv:t:{claims.token_id}"
+
+
+def _unavailable(exc: RedisUnavailable) -> StateUnavailable:
+    return StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except RedisUnavailable as exc:
+        raise _unavailable(exc) from None
 
 
 async def shared_token_secret(hub: RedisHub) -> bytes:

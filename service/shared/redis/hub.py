@@ -184,7 +184,11 @@ class RedisHub:
         return holder.decode() if holder else None
 
     async def release_lease(self, session_id: str) -> None:
-        await self.call("release", self._release(keys=[scripts.lease_key(session_id)], args=[self.instance]))
+        await self.delete_if(scripts.lease_key(session_id), self.instance)
+
+    async def delete_if(self, key: str, value: str) -> None:
+        """Delete ``key`` only while it holds ``value``: what this process wrote, nobody else."""
+        await self.call("release", self._release(keys=[key], args=[value]))
 
 
 def _safe(url: str) -> str:

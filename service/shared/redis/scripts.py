@@ -138,7 +138,7 @@ end
 return replies
 """
 
-# KEYS: lease. ARGV: holder. Let go only of a lease we hold.
+# KEYS: a lease (or a key like one). ARGV: its holder. Let go only of what we hold.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
