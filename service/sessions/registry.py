@@ -154,21 +154,28 @@ class Registry(Handover):
                 if self.runtime.hub is not None:  # so that every instance answers ``cancelled`` from now on
                     await self.runtime.hub.log_for(handle.id).drained(self.runtime.settings.redis_timeout_s)
                 return handle.describe()
+        try:
+            return await self._cancel_remote(handle.id, reason)
+        except RedisUnavailable as exc:
+            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
+
+    async def _cancel_remote(self, session_id: str, reason: str) -> dict[str, object]:
+        """Ask its owner to end it (another process, or one it moved to), or end it here when nobody runs it."""
         hub = self.runtime.hub
         assert hub is not None
         settings = self.runtime.settings
         with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1):
             while True:
-                remote = await self.find(handle.id)
+                remote = await self.find(session_id)
                 if isinstance(remote, Session):
                     return await self.cancel(remote, reason)
                 if remote.state.terminal:
                     return remote.describe()
-                holder = await hub.lease_holder(handle.id)
+                holder = await hub.lease_holder(session_id)
                 if holder is None:  # nobody runs it: run it here, to end it properly
                     local = await self.local(remote)
                     return await self.cancel(local, reason)
-                await hub.inbox.ask(holder, "cancel", handle.id)
+                await hub.inbox.ask(holder, "cancel", session_id)
                 await trio.sleep(HANDOVER_POLL_S * 4)
         raise StateUnavailable("the session's owner did not answer; try again", retry_after_s=2)
 

@@ -503,3 +503,24 @@ async def test_a_creation_whose_answer_was_lost_spends_no_token_and_holds_no_pla
             assert (await gateway.http.delete(session_url(session), headers=bearer(session))).status_code == 200
             assert (await gateway.http.post("/v1/sessions", json={})).status_code == 201
         nursery.cancel_scope.cancel()
+
+
+async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_ends_the_session(
+    fake_riva: FakeRiva, redis: RedisServer
+) -> None:
+    """B, which does not own the session, asks Redis who does before asking that owner to end it."""
+    proxy = AnswerLosingProxy(redis.port, b":lease")
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        owner_settings = shared_settings(fake_riva, redis)
+        via_proxy = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}")
+        async with running_gateway(owner_settings) as a, running_gateway(via_proxy) as b:
+            session = await a.create_session()
+            refused = await b.http.delete(session_url(session), headers=bearer(session))
+            assert proxy.lost == 1
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "state_unavailable"
+            ended = await b.http.delete(session_url(session), headers=bearer(session))
+            assert ended.status_code == 200, ended.text
+            assert ended.json()["state"] == "cancelled"
+        nursery.cancel_scope.cancel()
