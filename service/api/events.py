@@ -6,9 +6,11 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
+import trio
 from quart import Blueprint, Response, request
 
 from service.api.common import authorized_session, registry
+from service.errors import StateUnavailable
 from service.events import sse
 from service.events.log import EventLog, HistoryLost
 from service.events.readers import TICKS_PER_HEARTBEAT, Readers
@@ -17,6 +19,9 @@ from service.sessions.session import Session
 
 blueprint = Blueprint("events", __name__)
 log = logging.getLogger("reserve.events")
+
+HISTORY_RETRY_FIRST_S = 0.1  # a reader whose older events Redis does not give asks again after this,
+HISTORY_RETRY_MAX_S = 2.0  # doubling up to this, for as long as the outage lasts
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-store, no-transform",
@@ -47,6 +52,7 @@ async def _follow(event_log: EventLog, after_id: int, readers: Readers) -> Async
     yield sse.preamble()
     cursor = after_id
     quiet_ticks = 0  # heartbeat ticks since the last write
+    retry_s = HISTORY_RETRY_FIRST_S
     with readers.following(event_log):
         while True:
             try:
@@ -55,6 +61,14 @@ async def _follow(event_log: EventLog, after_id: int, readers: Readers) -> Async
                 cursor = lost.resumes_at - 1
                 yield sse.gap(lost.missing_from, lost.resumes_at)
                 continue
+            except StateUnavailable:  # older events are in Redis, which does not answer: wait, no gap
+                if readers.stopping:
+                    return
+                yield sse.HEARTBEAT  # still here, for the client and any proxy on the way
+                await trio.sleep(retry_s)
+                retry_s = min(HISTORY_RETRY_MAX_S, retry_s * 2)
+                continue
+            retry_s = HISTORY_RETRY_FIRST_S
             if batch:
                 cursor = batch[-1].id
                 quiet_ticks = 0

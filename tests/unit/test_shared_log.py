@@ -3,12 +3,18 @@ the e2e tests run it against a real one)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 import trio.testing
 
+from service.api.events import _follow
+from service.errors import StateUnavailable
 from service.events import sse
 from service.events.log import Event, HistoryLost
+from service.events.readers import Readers
+from service.shared.redis.failures import RedisUnavailable
 from service.shared.redis.log import RECORD_REFRESH_S, RedisEventLog, TextWrite
 
 
@@ -186,3 +192,42 @@ async def test_waiters_wake_on_delivery_and_a_disowned_log_drops_what_it_could_n
     assert not log.dirty and log.size_bytes == 0
     with pytest.raises(RuntimeError):
         log.append("transcript", b"{}")
+
+
+class FailingStoredStream(StoredStream):
+    """Redis gone for the first ``failures`` reads of older history."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def fetch(self, session_id: str, after_id: int, limit: int) -> list[Event]:
+        if self.failures:
+            self.failures -= 1
+            raise RedisUnavailable("XRANGE: ConnectionError: refused")
+        return await super().fetch(session_id, after_id, limit)
+
+
+def test_a_reader_of_older_history_waits_out_a_redis_outage_and_misses_nothing() -> None:
+    async def main() -> None:
+        stored = FailingStoredStream(failures=3)
+        stored.events = [event(i) for i in range(1, 201)]
+        log = RedisEventLog("s", stored, window_bytes=2000)
+        log.deliver(stored.events)
+        log.deliver([Event(201, "end", sse.frame(201, "end", b"{}"))])
+        assert log._base > 0, "the oldest events are only in Redis"
+        with pytest.raises(StateUnavailable):  # typed for every reader, not Redis's own error
+            await log.read(0)
+        stored.failures = 3
+        readers = Readers(8.0)
+        chunks: list[bytes] = []
+        async with contextlib.aclosing(_follow(log, 0, readers)) as stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+        frames = b"".join(chunk for chunk in chunks[1:] if chunk != sse.HEARTBEAT)
+        ids = [int(line[4:]) for line in frames.split(b"\n") if line.startswith(b"id: ")]
+        assert ids == list(range(1, 202)), "every event once, in order, no gap event"
+        assert chunks.count(sse.HEARTBEAT) == 3, "a comment while it waits for Redis"
+        assert b"event: gap" not in frames
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
