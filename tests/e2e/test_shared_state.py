@@ -524,3 +524,26 @@ async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_en
             assert ended.status_code == 200, ended.text
             assert ended.json()["state"] == "cancelled"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_new_session_fenced_at_its_first_write_leaves_nothing_behind(redis: RedisServer) -> None:
+    """Its record was to be written whole; once another instance holds it, nothing of it stays."""
+    async with running_hub(redis.url) as hub:
+        fenced: list[tuple[str, str]] = []
+        refused = trio.Event()
+
+        def on_fenced(session_id: str, why: str) -> None:
+            fenced.append((session_id, why))
+            refused.set()
+
+        hub.on_fenced = on_fenced
+        await hub.client.set(lease_key("taken"), "another-instance", px=60_000)
+        event_log = hub.log_for("taken")
+        event_log.own(0, {"token_hash": "x"})
+        hub.publisher.force_whole_record("taken")
+        event_log.append("transcript", b'{"n":1}')
+        with trio.fail_after(5):
+            await refused.wait()
+        assert fenced == [("taken", "fenced")] and not event_log.owned
+        assert hub.publisher._whole_record == set(), "a fenced session is not remembered for a later write"
+        assert await hub.client.xlen(log_key("taken")) == 0

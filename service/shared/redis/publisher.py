@@ -97,6 +97,7 @@ class Publisher:
                 self.wake(event_log)
             else:  # FENCED or CONFLICT: another instance owns the session now
                 log.warning("session %s: Redis refused our append (%s); another instance owns it", sid, status)
+                self._whole_record.discard(sid)  # not ours to write again: nothing left to remember
                 event_log.disown()
                 if hub.on_fenced is not None:
                     hub.on_fenced(sid, status.lower())
