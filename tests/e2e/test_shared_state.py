@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from fake_riva import FakeRiva
 from service.observability.metrics import Metrics
@@ -30,6 +30,7 @@ from tests.e2e.test_reliability import (
     stream,
 )
 from tests.harness import (
+    TEST_API_KEY,
     EventCollector,
     Gateway,
     audio_socket,
@@ -547,3 +548,25 @@ async def test_a_new_session_fenced_at_its_first_write_leaves_nothing_behind(red
         assert fenced == [("taken", "fenced")] and not event_log.owned
         assert hub.publisher._whole_record == set(), "a fenced session is not remembered for a later write"
         assert await hub.client.xlen(log_key("taken")) == 0
+
+
+async def test_a_realtime_socket_whose_admission_answer_was_lost_gets_a_typed_error_and_the_next_one_works(
+    fake_riva: FakeRiva, redis: RedisServer
+) -> None:
+    proxy = AnswerLosingProxy(redis.port, b"rsv:k:")
+    headers = [(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        settings = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}", max_sessions_per_key=1)
+        async with running_gateway(settings) as gateway:
+            url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
+            async with open_websocket_url(url, extra_headers=headers) as refused:
+                error = json.loads(await refused.get_message())
+                with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                    await refused.get_message()
+            assert proxy.lost == 1
+            assert (error["type"], error["error"]["code"]) == ("error", "state_unavailable")
+            assert closed.value.reason is not None and closed.value.reason.code == 1013
+            async with open_websocket_url(url, extra_headers=headers) as admitted:  # no place held by the first
+                assert json.loads(await admitted.get_message())["type"] == "session.created"
+        nursery.cancel_scope.cancel()
