@@ -14,7 +14,7 @@ from service.errors import ReserveError, SessionBusy, SessionClosed, StateUnavai
 from service.sessions.record import RemoteSession, config_of, static_fields
 from service.sessions.session import Session
 from service.sessions.state import State
-from service.shared.redis.failures import RedisUnavailable
+from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 
 if TYPE_CHECKING:
     from service.sessions.runtime import Runtime
@@ -96,9 +96,8 @@ class Handover:
         self._check_room()
         self._taking.add(handle.id)
         try:
-            return await self._take_over(handle.id)
-        except RedisUnavailable as exc:
-            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
+            with as_state_unavailable():
+                return await self._take_over(handle.id)
         finally:
             self._taking.discard(handle.id)
 

@@ -24,7 +24,7 @@ from service.sessions.handover import Handover, OnEnd
 from service.sessions.record import RemoteSession, static_fields
 from service.sessions.runtime import Runtime
 from service.sessions.session import Session
-from service.shared.redis.failures import RedisUnavailable
+from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 
 log = logging.getLogger("reserve.registry")
 
@@ -132,10 +132,8 @@ class Registry(Handover):
     async def _record(self, session_id: str) -> dict[str, str]:
         hub = self.runtime.hub
         assert hub is not None
-        try:
+        with as_state_unavailable():
             record = await hub.record(session_id)
-        except RedisUnavailable as exc:
-            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
         if record is None or "token_hash" not in record:
             raise SessionNotFound("no such session (it may have expired)")
         return record
@@ -154,10 +152,8 @@ class Registry(Handover):
                 if self.runtime.hub is not None:  # so that every instance answers ``cancelled`` from now on
                     await self.runtime.hub.log_for(handle.id).drained(self.runtime.settings.redis_timeout_s)
                 return handle.describe()
-        try:
+        with as_state_unavailable():
             return await self._cancel_remote(handle.id, reason)
-        except RedisUnavailable as exc:
-            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
 
     async def _cancel_remote(self, session_id: str, reason: str) -> dict[str, object]:
         """Ask its owner to end it (another process, or one it moved to), or end it here when nobody runs it."""

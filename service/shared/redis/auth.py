@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
 
 import coredis
 
 from service.auth.tokens import Claims
-from service.errors import Forbidden, StateUnavailable
+from service.errors import Forbidden
 from service.shared.base import Refusal
-from service.shared.redis.failures import RedisUnavailable
+from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 from service.shared.redis.hub import RedisHub
-from service.shared.redis.scripts import live_key, made_key, now_ms
+from service.shared.redis.scripts import live_key, made_key, now_ms, spent_key
 
 SECRET_KEY = "rsv:token-secret"
 WINDOW_MS = 60_000
@@ -38,18 +37,19 @@ class RedisKeyCounters:
     async def admit(self, key: str, ticket: str) -> Refusal | None:
         if not (self.max_concurrent or self.per_minute):
             return None
-        try:
-            reply = await self.hub.call(
-                "admit",
-                self.hub.admit_script(
-                    keys=[live_key(key), made_key(key)],
-                    args=[now_ms(), ticket, self.max_concurrent, self.per_minute, self._live_ttl_ms, WINDOW_MS],
-                ),
-            )
-        except RedisUnavailable as exc:
-            with contextlib.suppress(RedisUnavailable):  # the ticket may have been counted: not any more
-                await self._forget_ticket(key, ticket)
-            raise _unavailable(exc) from None
+        with as_state_unavailable():
+            try:
+                reply = await self.hub.call(
+                    "admit",
+                    self.hub.admit_script(
+                        keys=[live_key(key), made_key(key)],
+                        args=[now_ms(), ticket, self.max_concurrent, self.per_minute, self._live_ttl_ms, WINDOW_MS],
+                    ),
+                )
+            except RedisUnavailable:
+                with contextlib.suppress(RedisUnavailable):  # the ticket may have been counted: not any more
+                    await self._forget_ticket(key, ticket)
+                raise
         verdict = int(reply[0])
         if verdict == 0:
             return None
@@ -59,7 +59,7 @@ class RedisKeyCounters:
 
     async def release(self, key: str, ticket: str) -> None:
         if self.max_concurrent or self.per_minute:
-            with _translated():
+            with as_state_unavailable():
                 await self._forget_ticket(key, ticket)
 
     async def _forget_ticket(self, key: str, ticket: str) -> None:
@@ -68,42 +68,27 @@ class RedisKeyCounters:
 
 class RedisSingleUse:
     async def consume(self, claims: Claims) -> None:
-        key = _spent_key(claims)
+        key = spent_key(claims.token_id)
         ttl_ms = max(1000, claims.expires_at * 1000 - now_ms())
         mark = secrets.token_hex(8)  # this attempt's: only what it wrote may be undone
-        try:
-            first = await self.hub.call(
-                "SET", self.hub.client.set(key, mark, condition=coredis.PureToken.NX, px=ttl_ms)
-            )
-        except RedisUnavailable as exc:
-            with contextlib.suppress(RedisUnavailable):  # spent by this attempt, perhaps: not any more
-                await self.hub.delete_if(key, mark)
-            raise _unavailable(exc) from None
+        with as_state_unavailable():
+            try:
+                first = await self.hub.call(
+                    "SET", self.hub.client.set(key, mark, condition=coredis.PureToken.NX, px=ttl_ms)
+                )
+            except RedisUnavailable:
+                with contextlib.suppress(RedisUnavailable):  # spent by this attempt, perhaps: not any more
+                    await self.hub.delete_if(key, mark)
+                raise
         if not first:
             raise Forbidden("this token was already used; ask for a new one")
 
     async def forget(self, claims: Claims) -> None:
-        with _translated():
-            await self.hub.call("DEL", self.hub.client.delete([_spent_key(claims)]))
+        with as_state_unavailable():
+            await self.hub.call("DEL", self.hub.client.delete([spent_key(claims.token_id)]))
 
     def __init__(self, hub: RedisHub) -> None:
         self.hub = hub
-
-
-def _spent_key(claims: Claims) -> str:
-    return f"rsv:t:{claims.token_id}"
-
-
-def _unavailable(exc: RedisUnavailable) -> StateUnavailable:
-    return StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2)
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except RedisUnavailable as exc:
-        raise _unavailable(exc) from None
 
 
 async def shared_token_secret(hub: RedisHub) -> bytes:

@@ -19,10 +19,9 @@ from typing import Protocol
 
 import trio
 
-from service.errors import StateUnavailable
 from service.events import sse
 from service.events.log import EVENT_OVERHEAD_BYTES, Changes, Event, HistoryLost
-from service.shared.redis.failures import RedisUnavailable
+from service.shared.redis.failures import as_state_unavailable
 from service.shared.redis.scripts import lease_key, log_key, record_key, text_key
 
 Fetch = Callable[[str, int, int], Awaitable[list[Event]]]
@@ -119,10 +118,8 @@ class RedisEventLog:
         if last_id >= self._base:
             start = last_id - self._base
             return self._window[start : start + limit]
-        try:
+        with as_state_unavailable():  # the reader waits for Redis and asks again
             events = await self._hub.fetch(self.session_id, last_id, min(limit, max(1, self._base - last_id)))
-        except RedisUnavailable as exc:  # the reader waits for Redis and asks again
-            raise StateUnavailable(f"shared state unavailable: {exc}", retry_after_s=2) from None
         if not events or events[0].id != last_id + 1:
             raise HistoryLost(last_id + 1, events[0].id if events else self._base + 1)
         return events

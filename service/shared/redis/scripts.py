@@ -199,6 +199,11 @@ def made_key(key_id: str) -> str:
     return f"rsv:k:{key_id}:made"
 
 
+def spent_key(token_id: str) -> str:
+    """A single-use token's mark once spent (the attempt's own value, lapsing with the token)."""
+    return f"rsv:t:{token_id}"
+
+
 def control_key(instance: str) -> str:
     return f"rsv:i:{instance}:ctl"
 
