@@ -412,7 +412,15 @@ class AnswerLosingProxy:
         self.lose = lose
         self.lost = 0
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        """The proxy on a free loopback port, as a Redis URL, until the block ends."""
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(self._serve)
+            yield f"redis://127.0.0.1:{port}"
+            nursery.cancel_scope.cancel()
+
+    async def _serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self._relay, listeners)
@@ -435,29 +443,26 @@ async def test_an_append_whose_answer_was_lost_is_retried_without_fencing_or_rep
     Redis must take that as what it already holds, not as another writer's events."""
     proxy = AnswerLosingProxy(redis.port, hashlib.sha1(APPEND.encode()).hexdigest().encode())
     fenced: list[tuple[str, str]] = []
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        async with running_hub(f"redis://127.0.0.1:{port}") as hub:
-            hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
-            event_log = hub.log_for("answer-lost")
-            event_log.own(0, {"token_hash": "x"})
-            hub.publisher.force_whole_record("answer-lost")
-            event_log.append("transcript", b'{"n":1}')
-            event_log.append("transcript", b'{"n":2}')
-            await trio.sleep(0.2)  # the first call goes through unanswered; the retry waits its backoff
-            event_log.append("transcript", b'{"n":3}')  # the retry carries one more
-            assert await event_log.drained(5)
-            assert proxy.lost == 1 and fenced == [] and event_log.owned
-            entries = await hub.client.xrange(log_key("answer-lost"))
-            assert [(entry.identifier, entry.field_values[b"d"]) for entry in entries] == [
-                (b"0-1", b'{"n":1}'),
-                (b"0-2", b'{"n":2}'),
-                (b"0-3", b'{"n":3}'),
-            ]
-            assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
-            for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
-                assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
-        nursery.cancel_scope.cancel()
+    async with proxy.running() as url, running_hub(url) as hub:
+        hub.on_fenced = lambda session_id, why: fenced.append((session_id, why))
+        event_log = hub.log_for("answer-lost")
+        event_log.own(0, {"token_hash": "x"})
+        hub.publisher.force_whole_record("answer-lost")
+        event_log.append("transcript", b'{"n":1}')
+        event_log.append("transcript", b'{"n":2}')
+        await trio.sleep(0.2)  # the first call goes through unanswered; the retry waits its backoff
+        event_log.append("transcript", b'{"n":3}')  # the retry carries one more
+        assert await event_log.drained(5)
+        assert proxy.lost == 1 and fenced == [] and event_log.owned
+        entries = await hub.client.xrange(log_key("answer-lost"))
+        assert [(entry.identifier, entry.field_values[b"d"]) for entry in entries] == [
+            (b"0-1", b'{"n":1}'),
+            (b"0-2", b'{"n":2}'),
+            (b"0-3", b'{"n":3}'),
+        ]
+        assert [event.id for event in await event_log.read(0)] == [1, 2, 3]
+        for key in (log_key("answer-lost"), record_key("answer-lost")):  # made with a lifetime
+            assert 0 < await hub.client.ttl(key) <= scripts.session_ttl_s(hub.settings), key
 
 
 async def test_the_audio_socket_closes_normally_only_once_the_end_is_in_redis(
@@ -485,9 +490,8 @@ async def test_a_creation_whose_answer_was_lost_spends_no_token_and_holds_no_pla
     """Spending a single-use token and counting a session each change Redis before the answer
     comes back; a client told 503 must find its token still good and its key's places free."""
     proxy = AnswerLosingProxy(redis.port, lost)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        settings = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}", max_sessions_per_key=1)
+    async with proxy.running() as url:
+        settings = shared_settings(fake_riva, redis, redis_url=url, max_sessions_per_key=1)
         async with running_gateway(settings) as gateway:
             minted = await gateway.http.post("/v1/tokens", json={"scope": "session:create"})
             assert minted.status_code == 201, minted.text
@@ -505,7 +509,6 @@ async def test_a_creation_whose_answer_was_lost_spends_no_token_and_holds_no_pla
             session = created.json()
             assert (await gateway.http.delete(session_url(session), headers=bearer(session))).status_code == 200
             assert (await gateway.http.post("/v1/sessions", json={})).status_code == 201
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_ends_the_session(
@@ -513,10 +516,9 @@ async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_en
 ) -> None:
     """B, which does not own the session, asks Redis who does before asking that owner to end it."""
     proxy = AnswerLosingProxy(redis.port, b":lease")
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
+    async with proxy.running() as url:
         owner_settings = shared_settings(fake_riva, redis)
-        via_proxy = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}")
+        via_proxy = shared_settings(fake_riva, redis, redis_url=url)
         async with running_gateway(owner_settings) as a, running_gateway(via_proxy) as b:
             session = await a.create_session()
             refused = await b.http.delete(session_url(session), headers=bearer(session))
@@ -526,7 +528,6 @@ async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_en
             ended = await b.http.delete(session_url(session), headers=bearer(session))
             assert ended.status_code == 200, ended.text
             assert ended.json()["state"] == "cancelled"
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_new_session_fenced_at_its_first_write_leaves_nothing_behind(redis: RedisServer) -> None:
@@ -557,9 +558,8 @@ async def test_a_realtime_socket_whose_admission_answer_was_lost_gets_a_typed_er
 ) -> None:
     proxy = AnswerLosingProxy(redis.port, b"rsv:k:")
     headers = [(b"Authorization", f"Bearer {TEST_API_KEY}".encode())]
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        settings = shared_settings(fake_riva, redis, redis_url=f"redis://127.0.0.1:{port}", max_sessions_per_key=1)
+    async with proxy.running() as url:
+        settings = shared_settings(fake_riva, redis, redis_url=url, max_sessions_per_key=1)
         async with running_gateway(settings) as gateway:
             url = f"{gateway.ws_base}/v1/realtime?intent=transcription"
             async with open_websocket_url(url, extra_headers=headers) as refused:
@@ -574,4 +574,3 @@ async def test_a_realtime_socket_whose_admission_answer_was_lost_gets_a_typed_er
             assert closed.value.reason is not None and closed.value.reason.code == 1013
             async with open_websocket_url(url, extra_headers=headers) as admitted:  # no place held by the first
                 assert json.loads(await admitted.get_message())["type"] == "session.created"
-        nursery.cancel_scope.cancel()
