@@ -149,6 +149,10 @@ class Settings(BaseSettings):
         3 * SECONDS, ge=0.3, le=60, description="A session's owner lease; a dead owner's sessions move after it lapses"
     )
     redis_timeout_s: float = Field(2 * SECONDS, gt=0, le=30, description="Deadline of one Redis round trip")
+    worker_handoff: bool = Field(
+        True,
+        description="With several workers, serve a session's event streams and audio socket in one worker",
+    )
     redis_flush_interval_s: float = Field(
         0.010, ge=0, le=0.5, description="Events are written to Redis in one batch this often"
     )

@@ -140,6 +140,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.redis_followed_events = Counter(
+            "reserve_redis_followed_events",
+            "Events this process read from the Redis stream of a session another process owns",
+            registry=r,
+        )
+        self.worker_handoffs = Counter(
+            "reserve_worker_handoffs",
+            "Connections handed between the workers of one supervisor to their session's home: 'sent', "
+            "'received', or 'failed' (the sibling was gone or busy; served by the worker that accepted it)",
+            ["way"],
+            registry=r,
+        )
         self._watched = _Watched()
         r.register(self._watched)
         for standard in (ProcessCollector, PlatformCollector, GCCollector):  # process_*, python_*
@@ -183,6 +195,12 @@ class Metrics:
 
     def redis_takeover(self, kind: str) -> None:
         self.sessions_moved.labels(kind).inc()
+
+    def redis_followed(self, events: int) -> None:
+        self.redis_followed_events.inc(events)
+
+    def worker_handoff(self, way: str) -> None:
+        self.worker_handoffs.labels(way).inc()
 
     def riva_reconnect(self) -> None:
         """A session lost its Riva stream and starts reconnecting (once per outage, not per attempt)."""

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config, Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+
+from service.serving.colocation import Colocation
+from service.serving.hypercorn_serve import worker_serve
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
     from service.gateway import Gateway
+    from service.serving.siblings import Siblings
 
 log = logging.getLogger("reserve.serve")
 STOP_ASKS = 4  # a bound on queued stop requests: only the first two mean anything
@@ -38,10 +41,12 @@ async def serve_app(
     sockets: Sockets,
     *,
     parent: trio.abc.ReceiveStream | None = None,
+    siblings: Siblings | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or, in a worker, until ``parent`` reaches end of file: the
-    supervisor is gone). The first ask drains the sessions, a second stops without waiting."""
+    supervisor is gone). The first ask drains the sessions, a second stops without waiting.
+    A worker among ``siblings`` serves each session's connections at its home worker."""
     gateway: Gateway = app.extensions["reserve.gateway"]
     gateway.watch_signals = False  # the signals are ours here
     stop = trio.Event()
@@ -52,7 +57,10 @@ async def serve_app(
             nursery.start_soon(_watch_parent, parent, asks_in.clone())
         asks_in.close()
         nursery.start_soon(_drain_then_stop, gateway, asks, stop)
-        binds = await nursery.start(_run_server, app, config, sockets, stop, nursery.cancel_scope)
+        colocation = None
+        if siblings is not None and gateway.settings.worker_handoff:
+            colocation = Colocation(siblings, gateway)
+        binds = await nursery.start(_run_server, app, config, sockets, stop, colocation, nursery.cancel_scope)
         if gateway.registry is None:  # hypercorn goes on after a failed start-up; its error follows
             await trio.sleep_forever()
         task_status.started(binds)
@@ -63,6 +71,7 @@ async def _run_server(
     config: Config,
     sockets: Sockets,
     stop: trio.Event,
+    colocation: Colocation | None,
     done: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[list[str]],
@@ -72,6 +81,7 @@ async def _run_server(
         config,
         sockets=sockets,
         shutdown_trigger=stop.wait,
+        colocation=colocation,
         task_status=task_status,
     )
     done.cancel()

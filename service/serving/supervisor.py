@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import trio
@@ -54,6 +56,8 @@ class Supervisor:
         self.stop_deadline_s = (
             settings.shutdown_grace_s + settings.finish_timeout_s + float(config.graceful_timeout) + STOP_MARGIN_S
         )
+        # the workers' sockets for handing connections to each other (``siblings``); private to us
+        self.siblings = Path(tempfile.mkdtemp(prefix="reserve-workers-"))
         self._running: dict[int, trio.Process] = {}
         self._stopping = trio.Event()
         self._failed = False
@@ -66,6 +70,7 @@ class Supervisor:
         finally:
             for sock in [*self.sockets.secure_sockets, *self.sockets.insecure_sockets]:
                 sock.close()
+            shutil.rmtree(self.siblings, ignore_errors=True)
         return 1 if self._failed else 0
 
     async def _supervise(self) -> None:
@@ -141,7 +146,7 @@ class Supervisor:
         ready_read, ready_write = os.pipe()
         try:
             process = await trio.lowlevel.open_process(
-                worker.command(self.config_path, self.fds, ready_write),
+                worker.command(self.config_path, self.fds, ready_write, self.siblings, slot),
                 stdin=subprocess.PIPE,  # never written: its end tells the worker we are gone
                 pass_fds=(*(fd for fd, _ in self.fds), ready_write),
                 process_group=0,  # Ctrl-C reaches us alone; we forward the drain

@@ -17,14 +17,18 @@ from quart_trio import QuartTrio
 
 from service.serving.config import hypercorn_config
 from service.serving.host import serve_app
+from service.serving.siblings import Siblings
 from service.serving.single import run_gateway
 
 READY = b"ready\n"
 
 
-def command(config_path: Path | None, fds: list[tuple[int, bool]], ready_fd: int) -> list[str]:
+def command(
+    config_path: Path | None, fds: list[tuple[int, bool]], ready_fd: int, siblings: Path, slot: int
+) -> list[str]:
     """How the supervisor starts a worker (a fresh interpreter: nothing inherited but the fds)."""
     args = [sys.executable, "-m", "service.serving.worker", "--ready-fd", str(ready_fd)]
+    args += ["--siblings", str(siblings), "--slot", str(slot)]
     if config_path is not None:
         args += ["--config", str(config_path)]
     for fd, secure in fds:
@@ -37,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--config", type=Path)
     parse.add_argument("--fd", action="append", default=[], help="N:secure or N:insecure")
     parse.add_argument("--ready-fd", type=int, required=True)
+    parse.add_argument("--siblings", type=Path, required=True, help="the directory of the workers' handoff sockets")
+    parse.add_argument("--slot", type=int, required=True)
     args = parse.parse_args(argv)
     config = hypercorn_config(args.config)
     sockets = Sockets([], [], [])
@@ -46,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         (sockets.secure_sockets if kind == "secure" else sockets.insecure_sockets).append(sock)
     from service.app import app  # the supervisor checked the settings
 
-    return run_gateway(f"reserve worker {os.getpid()}", _serve, app, config, sockets, args.ready_fd)
+    siblings = Siblings(args.siblings, args.slot)
+    return run_gateway(f"reserve worker {os.getpid()}", _serve, app, config, sockets, siblings, args.ready_fd)
 
 
-async def _serve(app: QuartTrio, config: Config, sockets: Sockets, ready_fd: int) -> None:
+async def _serve(app: QuartTrio, config: Config, sockets: Sockets, siblings: Siblings, ready_fd: int) -> None:
     parent = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with trio.open_nursery() as nursery:
-        await nursery.start(functools.partial(serve_app, app, config, sockets, parent=parent))
+        await nursery.start(functools.partial(serve_app, app, config, sockets, parent=parent, siblings=siblings))
         os.write(ready_fd, READY)
         os.close(ready_fd)
 

@@ -17,9 +17,28 @@ import pytest
 import trio
 
 from service.settings import Settings
-from tests.harness import SERVE, EventCollector, Gateway, poll_until, read_events, served, wait_until
+from tests.harness import (
+    SERVE,
+    EventCollector,
+    Gateway,
+    Served,
+    following,
+    poll_until,
+    read_events,
+    served,
+    stream_audio,
+    wait_until,
+)
 from tests.redis_server import RedisServer, redis_server
-from tests.serving import alive, answering_pids, assert_drained, create_on_worker, hold_live_session
+from tests.serving import (
+    SPEECH,
+    alive,
+    answering_pids,
+    assert_drained,
+    create_on_worker,
+    hold_live_session,
+    one_connection,
+)
 
 pytestmark = pytest.mark.modes("h2")  # processes and signals: the Riva transport is beside the point
 
@@ -150,6 +169,66 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
                 with trio.fail_after(10):
                     await read_events(gateway, session, rest, last_event_id=seen.events[-1].id, stop_after=1)
                 assert rest.finals == ["before the"], "finalized before the hand-over, not thrown away"
+
+
+@pytest.mark.parametrize("handoff", [True, False], ids=["handoff", "no-handoff"])
+async def test_a_sessions_connections_are_served_by_one_worker(
+    tmp_path: Path, redis_server: RedisServer, handoff: bool
+) -> None:
+    """Each session's event stream and audio socket arrive on fresh connections, so the kernel
+    puts them on different workers about half of the time. The worker that accepts the second
+    hands it to the first: no event then crosses between workers through Redis. Switched off,
+    about half of the sessions are followed through Redis (which is what makes this test able
+    to fail). Either way every session gets its transcript. With 16 sessions, all of them
+    landing together by chance (no handoff needed) happens once in 65,536 runs."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_WORKER_HANDOFF": str(handoff).lower()}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        finals: dict[str, list[str]] = {}
+        async with trio.open_nursery() as nursery:
+            for _ in range(16):
+                nursery.start_soon(transcribe_on_fresh_connections, server, finals)
+        assert list(finals.values()) == [["before the shutdown"]] * 16
+        tallies = await worker_tallies(server)
+        followed = sum(t["reserve_redis_followed_events_total"] for t in tallies.values())
+        sent = sum(t.get('reserve_worker_handoffs_total{way="sent"}', 0) for t in tallies.values())
+        received = sum(t.get('reserve_worker_handoffs_total{way="received"}', 0) for t in tallies.values())
+        failed = sum(t.get('reserve_worker_handoffs_total{way="failed"}', 0) for t in tallies.values())
+        if handoff:
+            assert followed == 0, "every event reached its readers in the worker that published it"
+            assert sent == received > 0 and failed == 0
+        else:
+            assert followed > 0 and sent == received == 0
+
+
+async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list[str]]) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        session = (await http.post("/v1/sessions", json=SPEECH)).json()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:  # the events' own
+        gateway = Gateway(server.base_url, Settings(), http, app=None)  # type: ignore[arg-type]
+        with trio.fail_after(20):
+            async with following(gateway, session) as (ws, events):
+                await stream_audio(ws, seconds=1.0)
+            await events.done.wait()
+    finals[session["id"]] = events.finals
+
+
+async def worker_tallies(server: Served) -> dict[int, dict[str, float]]:
+    """Each worker's metrics without labels' ``_created`` lines, by pid (``/healthz`` and
+    ``/metrics`` over one connection reach the same worker)."""
+    tallies: dict[int, dict[str, float]] = {}
+    with trio.fail_after(30):
+        while len(tallies) < 2:
+            async with one_connection(server) as http:
+                pid = (await http.get("/healthz")).json()["pid"]
+                text = (await http.get("/metrics")).text
+            tallies[pid] = {
+                name: float(value)
+                for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+                if name and not name.startswith("#")
+            }
+    return tallies
 
 
 async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(

@@ -84,7 +84,8 @@ class Follower:
                 event_log = followed.get(key)
                 # still this process's log for the session, and still someone else's to write
                 if event_log is not None and hub.logs.get(event_log.session_id) is event_log and not event_log.owned:
-                    event_log.deliver([codec.event(identifier, fields) for identifier, fields in entries])
+                    fresh = event_log.deliver([codec.event(identifier, fields) for identifier, fields in entries])
+                    hub.metrics.redis_followed(fresh)
             # at most one read per flush interval while events flow: the publishers write
             # that often, so a read per interval takes a whole flush of every one of them
             await trio.sleep_until(started + hub.settings.redis_flush_interval_s if reply else started)

@@ -251,17 +251,19 @@ class RedisEventLog:
         self._changes.wake()
 
     # -- the follower's side ---------------------------------------------------------------
-    def deliver(self, events: list[Event]) -> None:
-        """Events read from the stream (ids after ``last_id``); an ``end`` closes the log."""
+    def deliver(self, events: list[Event]) -> int:
+        """Events read from the stream (ids after ``last_id``); an ``end`` closes the log. How
+        many were new here."""
         fresh = [e for e in events if e.id > self._committed]
         if not fresh:
-            return
+            return 0
         if fresh[0].id != self._committed + 1:
             self._reset(fresh[0].id - 1)  # a gap: older reads fall through to Redis and report it
         self._extend(fresh)
         if fresh[-1].name == "end":
             self._closed = True
         self._changes.wake()
+        return len(fresh)
 
     def _extend(self, events: list[Event]) -> None:
         for event in events:

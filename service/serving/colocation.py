@@ -1,0 +1,86 @@
+"""Serving a session's event stream and audio socket in one worker.
+
+With several workers on one port, the kernel gives each new connection to any of them, so a
+session's audio socket and its event stream land on different workers half of the time. The
+worker without the audio then follows the session through Redis: every event crosses to
+Redis and back, and costs a second process a read and a parse. Instead, the first worker to
+serve a connection of a session becomes its home (a field of the session's record, set once
+in Redis), and a sibling that accepts a later one hands it there (``siblings``) before
+reading a byte of it. It only peeks at the request line, so anything it cannot place
+(another path, TLS, HTTP/2, a slow client, Redis unreachable, a home on another host or
+gone) it simply serves itself, as before: the handoff saves work and never decides what
+works.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from service.serving import siblings as handoff
+from service.shared.redis.failures import RedisUnavailable
+
+if TYPE_CHECKING:
+    from service.gateway import Gateway
+    from service.serving.siblings import Siblings
+
+Serve = Callable[[trio.SocketStream], Awaitable[None]]
+
+PEEK_BYTES = 512  # the request line, and then some
+PEEK_TIMEOUT_S = 0.5  # a client that has not sent its request line by then is served here
+SESSION_PATH = re.compile(rb"GET /v1/sessions/([A-Za-z0-9_-]{1,128})/(?:events|audio)[?# ]")
+
+
+class Colocation:
+    def __init__(self, siblings: Siblings, gateway: Gateway) -> None:
+        self.siblings = siblings
+        self.gateway = gateway
+
+    async def route(self, serve: Serve, stream: trio.SocketStream) -> None:
+        """Serve ``stream`` here, or hand it to its session's home among the siblings."""
+        slot = await self._home_slot(stream.socket)
+        if slot is not None:
+            if await self.siblings.send(slot, stream.socket):
+                self.gateway.metrics.worker_handoff("sent")
+                await stream.aclose()  # our descriptor only: the connection lives on in the sibling
+                return
+            self.gateway.metrics.worker_handoff("failed")
+        await serve(stream)
+
+    async def receive(self, serve: Serve, nursery: trio.Nursery, *, task_status: trio.TaskStatus[None]) -> None:
+        """Serve what siblings hand us, in ``nursery`` (where accepted connections are served)."""
+        async with self.siblings.receiving() as receiver:
+            task_status.started()
+            while True:
+                connection = await handoff.receive(receiver)
+                self.gateway.metrics.worker_handoff("received")
+                nursery.start_soon(_serve_one, serve, trio.SocketStream(trio.socket.from_stdlib_socket(connection)))
+
+    async def _home_slot(self, connection: trio.socket.SocketType) -> int | None:
+        head = b""
+        with trio.move_on_after(PEEK_TIMEOUT_S):
+            try:
+                head = await connection.recv(PEEK_BYTES, socket.MSG_PEEK)
+            except OSError:
+                return None  # reset already: serving it says so
+        match = SESSION_PATH.match(head)
+        hub = self.gateway.hub
+        if match is None or hub is None:
+            return None
+        try:
+            home = await hub.claim_home(match[1].decode(), self.siblings.me)
+        except RedisUnavailable:  # Redis unreachable: the request itself will say what that means
+            return None
+        return None if home is None else self.siblings.slot_of(home)
+
+
+async def _serve_one(serve: Serve, stream: trio.SocketStream) -> None:
+    """As ``trio.serve_listeners`` runs a handler (``serve`` is hypercorn's awaitable class)."""
+    try:
+        await serve(stream)
+    finally:
+        await trio.aclose_forcefully(stream)

@@ -1,0 +1,108 @@
+"""Passing accepted connections between the workers of one supervisor.
+
+Each worker binds a Unix datagram socket ``<slot>.sock`` in a directory the supervisor made
+(mode 0700: only this user's processes can send), and a sibling hands it a connection by
+sending the descriptor with ``SCM_RIGHTS``. Nothing of the connection was read, only peeked
+at, so the receiver serves it as if it had accepted it. A datagram is one connection: no
+framing, no connection between workers to keep up, and a sibling that is gone (restarting,
+or never started) refuses at once.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+MESSAGE = b"c"  # the datagram's payload; what it carries is the descriptor
+SEND_TIMEOUT_S = 0.1  # a sibling whose queue stays full this long is not a place to send more
+STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)  # what a worker accepts
+
+
+class Siblings:
+    """This worker's place among its supervisor's workers: ``slot`` in ``directory``."""
+
+    def __init__(self, directory: Path, slot: int) -> None:
+        self.directory = directory
+        self.slot = slot
+        # who we are where sessions record their home: unique to this supervisor on this host
+        self.me = self.home_name(slot)
+
+    def home_name(self, slot: int) -> str:
+        return f"{socket.gethostname()}:{self.directory.name}/{slot}"
+
+    def slot_of(self, home: str) -> int | None:
+        """The sibling slot ``home`` names, or None: ourselves, another host's or supervisor's."""
+        place, _, slot = home.rpartition("/")
+        if place != self.me.rpartition("/")[0] or not slot.isdigit() or int(slot) == self.slot:
+            return None
+        return int(slot)
+
+    def path(self, slot: int) -> Path:
+        return self.directory / f"{slot}.sock"
+
+    async def send(self, slot: int, connection: trio.socket.SocketType) -> bool:
+        """Whether sibling ``slot`` now holds ``connection`` (ours is still to be closed); False
+        when it is gone or too busy to take it within ``SEND_TIMEOUT_S``: serve it here then."""
+        fds = array.array("i", [connection.fileno()])
+        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            with trio.move_on_after(SEND_TIMEOUT_S):
+                try:
+                    await sender.sendmsg(
+                        [MESSAGE], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, str(self.path(slot))
+                    )
+                except OSError:  # no such socket (not started, restarting) or refused (gone)
+                    return False
+                return True
+        return False
+
+    @contextlib.asynccontextmanager
+    async def receiving(self) -> AsyncIterator[trio.socket.SocketType]:
+        """Our socket for siblings to send to, bound for the block (a stale one from a worker
+        that died in this slot is replaced)."""
+        path = self.path(self.slot)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        receiver = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with receiver:
+            await receiver.bind(str(path))
+            try:
+                yield receiver
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+async def receive(receiver: trio.socket.SocketType) -> socket.socket:
+    """The next connection a sibling handed over; anything else that arrives is closed."""
+    size = array.array("i").itemsize
+    while True:
+        _, ancillary, _, _ = await receiver.recvmsg(len(MESSAGE), socket.CMSG_SPACE(4 * size))
+        fds: list[int] = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(data) - len(data) % size
+                fds.extend(array.array("i", data[:usable]))
+        connections = [sock for sock in map(_tcp_connection, fds) if sock is not None]
+        for extra in connections[1:]:  # a sibling sends one at a time
+            extra.close()
+        if connections:
+            return connections[0]
+
+
+def _tcp_connection(fd: int) -> socket.socket | None:
+    """``fd`` as a socket if it is a stream connection (what a sibling may send); else closed."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # not a socket at all
+        os.close(fd)
+        return None
+    if sock.family in STREAM_FAMILIES and sock.type == socket.SOCK_STREAM:
+        return sock
+    sock.close()
+    return None

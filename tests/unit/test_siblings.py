@@ -1,0 +1,126 @@
+"""Handing accepted connections between workers (``service.serving.siblings``) with real sockets:
+a TCP connection accepted here, peeked at, sent to a sibling's socket and served there with every
+byte the client sent; and what the sender and the receiver do when that cannot happen."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from service.serving import siblings as handoff
+from service.serving.colocation import SESSION_PATH
+from service.serving.siblings import Siblings
+
+REQUEST = b"GET /v1/sessions/abc_DEF-123/events HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+async def accepted_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A loopback TCP connection: (the client's end, the end a worker accepted)."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    async with listener:
+        port = listener.socket.getsockname()[1]
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        server = await listener.accept()
+    assert isinstance(server, trio.SocketStream)
+    return client, server
+
+
+async def test_a_connection_peeked_at_here_is_served_whole_by_the_sibling(tmp_path: Path) -> None:
+    me, sibling = Siblings(tmp_path, 1), Siblings(tmp_path, 2)
+    async with sibling.receiving() as receiver:
+        client, accepted = await accepted_pair()
+        async with client:
+            await client.send_all(REQUEST)
+            head = await accepted.socket.recv(512, socket.MSG_PEEK)
+            assert SESSION_PATH.match(head)[1] == b"abc_DEF-123"  # type: ignore[index]
+
+            assert await me.send(2, accepted.socket)
+            await accepted.aclose()  # ours only: the sibling's descriptor keeps the connection
+            with trio.fail_after(5):
+                received = await handoff.receive(receiver)
+            async with trio.SocketStream(trio.socket.from_stdlib_socket(received)) as served:
+                assert await served.receive_some(4096) == REQUEST, "nothing was consumed by the peek"
+                await served.send_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            assert await client.receive_some(4096) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+async def test_a_sibling_that_is_not_there_refuses_at_once(tmp_path: Path) -> None:
+    me = Siblings(tmp_path, 1)
+    client, accepted = await accepted_pair()
+    async with client, accepted:
+        with trio.fail_after(1):
+            assert not await me.send(2, accepted.socket), "no socket at all (not started yet)"
+            async with Siblings(tmp_path, 2).receiving():
+                pass
+            stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # a worker killed -9 leaves its file
+            stale.bind(str(me.path(2)))
+            stale.close()
+            assert not await me.send(2, accepted.socket), "a file no one reads (a dead worker's)"
+        await client.send_all(b"still ours")
+        assert await accepted.receive_some(64) == b"still ours"
+
+
+async def test_a_worker_in_a_dead_siblings_slot_replaces_its_socket(tmp_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(tmp_path / "2.sock"))
+    stale.close()
+    async with Siblings(tmp_path, 2).receiving() as receiver:
+        client, accepted = await accepted_pair()
+        async with client, accepted:
+            assert await Siblings(tmp_path, 1).send(2, accepted.socket)
+            with trio.fail_after(5):
+                (await handoff.receive(receiver)).close()
+    assert not (tmp_path / "2.sock").exists(), "removed when the worker stops receiving"
+
+
+async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) -> None:
+    async with Siblings(tmp_path, 2).receiving() as receiver:
+        read_end, write_end = os.pipe()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [read_end]))]
+            sender.sendmsg([b"c"], fds, 0, str(tmp_path / "2.sock"))
+        os.close(read_end)  # the copy in flight is the pipe's only reader now
+        client, accepted = await accepted_pair()
+        async with client, accepted:
+            assert await Siblings(tmp_path, 1).send(2, accepted.socket)
+            with trio.fail_after(5):
+                received = await handoff.receive(receiver)
+            assert received.type == socket.SOCK_STREAM
+            received.close()
+        with pytest.raises(BrokenPipeError):
+            os.write(write_end, b"x")  # the pipe's end that arrived was closed, not leaked
+        os.close(write_end)
+
+
+def test_a_home_names_a_sibling_only_in_the_same_supervisor_on_this_host(tmp_path: Path) -> None:
+    me = Siblings(tmp_path / "reserve-workers-abc", 1)
+    assert me.slot_of(me.home_name(2)) == 2
+    assert me.slot_of(me.home_name(1)) is None, "ourselves"
+    assert me.slot_of(Siblings(tmp_path / "reserve-workers-xyz", 1).home_name(2)) is None, "another supervisor"
+    assert me.slot_of("other-host:reserve-workers-abc/2") is None
+    assert me.slot_of(me.home_name(2).replace("/2", "/two")) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "session"),
+    [
+        (b"GET /v1/sessions/abc/events HTTP/1.1\r\n", b"abc"),
+        (b"GET /v1/sessions/abc/events?token=x HTTP/1.1\r\n", b"abc"),
+        (b"GET /v1/sessions/a-b_C/audio HTTP/1.1\r\n", b"a-b_C"),
+        (b"GET /v1/sessions/abc HTTP/1.1\r\n", None),
+        (b"DELETE /v1/sessions/abc/events HTTP/1.1\r\n", None),
+        (b"GET /v1/sessions/abc/eventsx HTTP/1.1\r\n", None),
+        (b"GET /v1/sessions/a%2Fb/events HTTP/1.1\r\n", None),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", None),
+        (b"\x16\x03\x01\x02\x00", None),  # a TLS hello
+        (b"GET /v1/sessions/abc/eve", None),  # cut short: served where it landed
+    ],
+)
+def test_only_a_sessions_event_stream_or_audio_socket_is_placed(line: bytes, session: bytes | None) -> None:
+    match = SESSION_PATH.match(line)
+    assert (match[1] if match else None) == session
