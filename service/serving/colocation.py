@@ -14,6 +14,7 @@ works.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from service.shared.redis.failures import RedisUnavailable
 if TYPE_CHECKING:
     from service.gateway import Gateway
     from service.serving.siblings import Siblings
+
+log = logging.getLogger("reserve.serve")
 
 Serve = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -42,7 +45,11 @@ class Colocation:
 
     async def route(self, serve: Serve, stream: trio.SocketStream) -> None:
         """Serve ``stream`` here, or hand it to its session's home among the siblings."""
-        slot = await self._home_slot(stream.socket)
+        try:
+            slot = await self._home_slot(stream.socket)
+        except Exception:  # a bug here must cost a handoff, not the worker (its handlers share a nursery)
+            log.exception("placing a connection failed; serving it here")
+            slot = None
         if slot is not None:
             if await self.siblings.send(slot, stream.socket):
                 self.gateway.metrics.worker_handoff("sent")

@@ -56,10 +56,10 @@ async def serve_app(
         if parent is not None:
             nursery.start_soon(_watch_parent, parent, asks_in.clone())
         asks_in.close()
-        nursery.start_soon(_drain_then_stop, gateway, asks, stop)
         colocation = None
         if siblings is not None and gateway.settings.worker_handoff:
             colocation = Colocation(siblings, gateway)
+        nursery.start_soon(_drain_then_stop, gateway, colocation, asks, stop)
         binds = await nursery.start(_run_server, app, config, sockets, stop, colocation, nursery.cancel_scope)
         if gateway.registry is None:  # hypercorn goes on after a failed start-up; its error follows
             await trio.sleep_forever()
@@ -109,8 +109,12 @@ def _ask(asks: trio.MemorySendChannel[str], why: str) -> None:
         asks.send_nowait(why)
 
 
-async def _drain_then_stop(gateway: Gateway, asks: trio.MemoryReceiveChannel[str], stop: trio.Event) -> None:
+async def _drain_then_stop(
+    gateway: Gateway, colocation: Colocation | None, asks: trio.MemoryReceiveChannel[str], stop: trio.Event
+) -> None:
     why = await asks.receive()
+    if colocation is not None:  # siblings serve what they accept themselves from now on
+        colocation.siblings.withdraw()
     log.warning(
         "%s: draining sessions for up to %g s, then stopping (again to stop at once)",
         why,

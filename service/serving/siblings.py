@@ -61,6 +61,12 @@ class Siblings:
                 return True
         return False
 
+    def withdraw(self) -> None:
+        """Take no more (a draining worker): a sibling's next send fails and it serves the
+        connection itself; what was sent already is still received."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path(self.slot).unlink()
+
     @contextlib.asynccontextmanager
     async def receiving(self) -> AsyncIterator[trio.socket.SocketType]:
         """Our socket for siblings to send to, bound for the block (a stale one from a worker
@@ -74,8 +80,7 @@ class Siblings:
             try:
                 yield receiver
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                self.withdraw()
 
 
 async def receive(receiver: trio.socket.SocketType) -> socket.socket:

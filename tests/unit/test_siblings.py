@@ -124,3 +124,17 @@ def test_a_home_names_a_sibling_only_in_the_same_supervisor_on_this_host(tmp_pat
 def test_only_a_sessions_event_stream_or_audio_socket_is_placed(line: bytes, session: bytes | None) -> None:
     match = SESSION_PATH.match(line)
     assert (match[1] if match else None) == session
+
+
+async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path: Path) -> None:
+    me = Siblings(tmp_path, 1)
+    draining = Siblings(tmp_path, 2)
+    async with draining.receiving() as receiver:
+        client, accepted = await accepted_pair()
+        later_client, later = await accepted_pair()
+        async with client, accepted, later_client, later:
+            assert await me.send(2, accepted.socket)
+            draining.withdraw()
+            assert not await me.send(2, later.socket), "served by the worker that accepted it"
+            with trio.fail_after(5):
+                (await handoff.receive(receiver)).close()  # the one sent before is not lost
