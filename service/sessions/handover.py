@@ -110,17 +110,22 @@ class Handover:
         holder = await hub.lease_holder(session_id)
         if holder is not None and holder != hub.instance and ask:
             await hub.inbox.ask(holder, "move", session_id)
-        with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1 if ask else 0):
-            while not await hub.take_lease(session_id):  # noqa: ASYNC110 - the lease lives in Redis
-                await trio.sleep(HANDOVER_POLL_S)
-        if not await hub.lease_holder(session_id) == hub.instance:
-            raise SessionBusy("the session's owner did not let go of it; try again")
-        record = await self._record(session_id)
-        if record.get("state") in ("finished", "failed", "cancelled"):
-            await hub.release_lease(session_id)
-            raise SessionClosed(f"session is {record['state']}; create a new one")
-        session = Session(self.runtime, config_of(record), session_id=session_id, token_digest=record["token_hash"])
-        session.restore(record)
+        try:
+            with trio.move_on_after(settings.redis_lease_s + settings.finish_timeout_s + 1 if ask else 0):
+                while not await hub.take_lease(session_id):  # noqa: ASYNC110 - the lease lives in Redis
+                    await trio.sleep(HANDOVER_POLL_S)
+            if not await hub.lease_holder(session_id) == hub.instance:
+                raise SessionBusy("the session's owner did not let go of it; try again")
+            record = await self._record(session_id)
+            if record.get("state") in ("finished", "failed", "cancelled"):
+                raise SessionClosed(f"session is {record['state']}; create a new one")
+            session = Session(self.runtime, config_of(record), session_id=session_id, token_digest=record["token_hash"])
+            session.restore(record)
+        except BaseException:
+            # the lease may be ours (even a SET whose answer was lost took it): nobody runs the
+            # session here, so let go now rather than make the client's retry wait out the lease
+            await self._give_back_lease(session_id)
+            raise
         event_log = hub.log_for(session_id)
         event_log.own(int(record.get("last_id", "0")), static_fields(session))
         event_log.confirmed = True  # the lease is ours already: the renewer keeps it from now on
@@ -133,6 +138,17 @@ class Handover:
         await self._start(session, self._release_of(session))
         session.expect_socket()
         return session
+
+    async def _give_back_lease(self, session_id: str) -> None:
+        """Release the lease if this instance holds it (compare-and-delete), within one round
+        trip's deadline and even while cancelled; if Redis cannot be told, it lapses."""
+        hub = self.runtime.hub
+        assert hub is not None
+        with trio.CancelScope(shield=True), trio.move_on_after(self.runtime.settings.redis_timeout_s):
+            try:
+                await hub.release_lease(session_id)
+            except RedisUnavailable:
+                log.debug("session %s: the lease it failed to take over lapses by itself", session_id)
 
     def _release_of(self, session: Session) -> OnEnd | None:
         counters = self.runtime.counters

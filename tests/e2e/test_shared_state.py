@@ -530,6 +530,35 @@ async def test_a_delete_whose_redis_answer_was_lost_is_a_503_and_the_next_one_en
             assert ended.json()["state"] == "cancelled"
 
 
+async def test_a_takeover_whose_lease_answer_was_lost_lets_go_of_the_lease_at_once(
+    fake_riva: FakeRiva, redis: RedisServer
+) -> None:
+    """A stops (a rollout) and hands its waiting session over; the client's audio socket
+    reaches B, which takes the lease, but the answer is lost: B cannot run the session, and
+    Redis holds B's lease. B lets go of it there and then, so the client's retry is not kept
+    waiting for a lease nobody renews (30 s here)."""
+    proxy = AnswerLosingProxy(redis.port, b"\r\nPX\r\n")  # the lease's SET ... PX ms NX
+    async with proxy.running() as url:
+        a_settings = shared_settings(fake_riva, redis, redis_lease_s=30.0, shutdown_grace_s=0.1)
+        async with running_gateway(a_settings) as a:
+            session = await a.create_session(**content_config())
+            await a.app.extensions["reserve.gateway"].drain()  # hands the waiting session over
+        async with running_gateway(shared_settings(fake_riva, redis, redis_url=url, redis_lease_s=30.0)) as b:
+            async with audio_socket(b, session) as refused:
+                code, reason, _ = await close_reason(refused)
+            assert proxy.lost == 1
+            assert (code, reason) == (1013, "state_unavailable")
+            assert await b.app.extensions["reserve.gateway"].hub.lease_holder(session["id"]) is None
+            events = EventCollector()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(read_events, b, session, events)
+                with trio.fail_after(10):  # well within the 30 s lease B would otherwise hold
+                    async with audio_socket(b, session) as ws:
+                        await stream(ws, speech_audio())
+                        await close_reason(ws)
+            assert_exact_transcript(events)
+
+
 async def test_a_new_session_fenced_at_its_first_write_leaves_nothing_behind(redis: RedisServer) -> None:
     """Its record was to be written whole; once another instance holds it, nothing of it stays."""
     async with running_hub(redis.url) as hub:
