@@ -10,14 +10,19 @@ import tempfile
 import wave
 from pathlib import Path
 
+import httpx
 import jiwer
 import pytest
 import trio
 
 from service.settings import Settings
-from tests.harness import running_gateway
+from tests.harness import SERVE, TEST_API_KEY, running_gateway, served
+from tests.redis_server import RedisServer, redis_server
+from tests.serving import answering_pids
 
 pytestmark = pytest.mark.browser
+
+__all__ = ["redis_server"]  # a fixture, used by name
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -133,3 +138,28 @@ async def test_with_api_keys_the_page_starts_only_with_a_token_from_its_address(
         final, state, error = await trio.to_thread.run_sync(drive_page, f"{page}#token={token}", None, wav)
     assert (state, error) == ("done", "")
     assert "thank you" in normalise(final), final
+
+
+@pytest.mark.modes("h2")  # the process model is the point, not the Riva transport
+async def test_the_browser_flow_works_against_several_workers(tmp_path: Path, redis_server: RedisServer) -> None:
+    """The flow that broke across replicas before shared state: a back end (the test) mints a
+    ``session:create`` token on one worker; the page, loaded from any worker, creates its
+    session, streams a file and reads the events, over connections the kernel spreads over two
+    workers (and that the workers hand to their session's home). Three pages in turn."""
+    env = {
+        "RESERVE_REDIS_URL": redis_server.url,
+        "RESERVE_API_KEYS": TEST_API_KEY,
+        "RESERVE_EMBEDDED_RECOGNIZER": "pocketsphinx",
+    }
+    wav = DATA / "thank_you.wav"
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy(60)
+        await answering_pids(server, 2)
+        for _ in range(3):
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as back_end:
+                minted = await back_end.post("/v1/tokens", json={}, headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+                assert minted.status_code == 201, minted.text
+            page = f"{server.base_url}/#token={minted.json()['token']}"
+            final, state, error = await trio.to_thread.run_sync(drive_page, page, None, wav)
+            assert (state, error) == ("done", "")
+            assert "thank you" in normalise(final), final
