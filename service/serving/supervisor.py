@@ -21,6 +21,7 @@ from hypercorn.config import Config, Sockets
 
 from service.observability.logging import configure_logging
 from service.serving import worker
+from service.serving.checks import StartupError
 from service.serving.host import stop_signals
 from service.settings import Settings
 
@@ -57,7 +58,12 @@ class Supervisor:
             settings.shutdown_grace_s + settings.finish_timeout_s + float(config.graceful_timeout) + STOP_MARGIN_S
         )
         # the workers' sockets for handing connections to each other (``siblings``); private to us
-        self.siblings = Path(tempfile.mkdtemp(prefix="reserve-workers-"))
+        try:
+            self.siblings = Path(tempfile.mkdtemp(prefix="reserve-workers-"))
+        except OSError as exc:
+            self._close_sockets()  # ours to close, as run() would have
+            problem = f"cannot make the workers' socket directory in {tempfile.gettempdir()}: {exc.strerror or exc}"
+            raise StartupError([problem]) from None
         self._running: dict[int, trio.Process] = {}
         self._stopping = trio.Event()
         self._failed = False
@@ -68,10 +74,13 @@ class Supervisor:
         try:
             trio.run(self._supervise)
         finally:
-            for sock in [*self.sockets.secure_sockets, *self.sockets.insecure_sockets]:
-                sock.close()
+            self._close_sockets()
             shutil.rmtree(self.siblings, ignore_errors=True)
         return 1 if self._failed else 0
+
+    def _close_sockets(self) -> None:
+        for sock in [*self.sockets.secure_sockets, *self.sockets.insecure_sockets]:
+            sock.close()
 
     async def _supervise(self) -> None:
         async with trio.open_nursery() as nursery:

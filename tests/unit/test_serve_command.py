@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,19 @@ def test_a_taken_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         port = taken.getsockname()[1]
         (line,) = refused(["serve", "--bind", f"127.0.0.1:{port}"], capsys)
     assert line.startswith(f"reserve serve: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_no_place_for_the_workers_sockets_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RESERVE_REDIS_URL", "redis://127.0.0.1:1")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # TMPDIR naming no directory
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (line,) = refused(["serve", "--workers", "2", "--bind", f"127.0.0.1:{port}"], capsys)
+    gone = tmp_path / "gone"
+    assert line == f"reserve serve: cannot make the workers' socket directory in {gone}: No such file or directory"
 
 
 def test_python_dash_m_service_and_the_console_script_run_the_same_command() -> None:
