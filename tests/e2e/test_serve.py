@@ -6,8 +6,10 @@ than one worker) and reaches its sessions with the clients of ``tests/serving.py
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ import httpx
 import psutil
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from service.settings import Settings
+from tests.certs import make_pki
 from tests.harness import (
     SERVE,
     EventCollector,
@@ -229,6 +233,47 @@ async def worker_tallies(server: Served) -> dict[int, dict[str, float]]:
                 if name and not name.startswith("#")
             }
     return tallies
+
+
+async def test_two_workers_serve_sessions_over_tls_from_hypercorn_toml(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """hypercorn's TLS (certfile/keyfile in the file): the workers serve every request over
+    https and wss. The handoff cannot read an encrypted request line, so each connection is
+    served where it landed, and sessions still work on both workers."""
+    pki = make_pki()
+    (tmp_path / "server.pem").write_bytes(pki.server.cert)
+    (tmp_path / "server.key").write_bytes(pki.server.key)
+    config = tmp_path / "hypercorn.toml"
+    config.write_text(f'certfile = "{tmp_path / "server.pem"}"\nkeyfile = "{tmp_path / "server.key"}"\n')
+    trust = ssl.create_default_context(cadata=pki.ca.cert.decode())
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    with served([*SERVE, "--workers", "2", "--config", str(config)], tmp_path / "serve.log", env=env) as server:
+        base = server.base_url.replace("http://", "https://")
+        pids: set[int] = set()
+        with trio.fail_after(30):
+            while len(pids) < 2:  # fresh connections until both workers answered
+                with contextlib.suppress(httpx.TransportError):
+                    async with httpx.AsyncClient(base_url=base, verify=trust, timeout=5) as http:
+                        pids.add((await http.get("/healthz")).json()["pid"])
+                await trio.sleep(0.05)
+        finals: list[list[str]] = []
+        for _ in range(4):
+            async with httpx.AsyncClient(base_url=base, verify=trust, timeout=10) as http:
+                session = (await http.post("/v1/sessions", json=SPEECH)).json()
+                events = EventCollector()
+                gateway = Gateway(base, Settings(), http, app=None)  # type: ignore[arg-type]
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(read_events, gateway, session, events)
+                    url = base.replace("https://", "wss://") + session["audio_url"]
+                    headers = [(b"Authorization", f"Bearer {session['token']}".encode())]
+                    with trio.fail_after(20):
+                        async with open_websocket_url(url, ssl_context=trust, extra_headers=headers) as ws:
+                            await stream_audio(ws, seconds=1.0)
+                            await events.done.wait()
+                            await ws._stream.aclose()  # trio-websocket leaves it open when the server closed first
+                finals.append(events.finals)
+        assert finals == [["before the shutdown"]] * 4
 
 
 async def test_workers_that_cannot_start_stop_the_supervisor_with_status_1(
