@@ -14,6 +14,7 @@ works.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -59,8 +60,16 @@ class Colocation:
         await serve(stream)
 
     async def receive(self, serve: Serve, nursery: trio.Nursery, *, task_status: trio.TaskStatus[None]) -> None:
-        """Serve what siblings hand us, in ``nursery`` (where accepted connections are served)."""
-        async with self.siblings.receiving() as receiver:
+        """Serve what siblings hand us, in ``nursery`` (where accepted connections are served).
+        A worker that cannot bind its socket (a path longer than a Unix socket's) takes none: the
+        siblings then serve what they accept, as they do when a send fails."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                receiver = await stack.enter_async_context(self.siblings.receiving())
+            except OSError as exc:
+                log.warning("this worker takes no connections from its siblings: %s", exc)
+                task_status.started()
+                return
             task_status.started()
             while True:
                 connection = await handoff.receive(receiver)

@@ -206,6 +206,27 @@ async def test_a_sessions_connections_are_served_by_one_worker(
             assert followed > 0 and sent == received == 0
 
 
+async def test_workers_whose_sockets_cannot_be_bound_serve_everything_themselves(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A TMPDIR so deep that a Unix socket's path does not fit: no worker can take connections
+    from another, so each serves what it accepts (followed through Redis), and says so once."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "TMPDIR": str(deep)}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        finals: dict[str, list[str]] = {}
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(transcribe_on_fresh_connections, server, finals)
+        assert list(finals.values()) == [["before the shutdown"]] * 8
+        assert server.log.count("this worker takes no connections from its siblings: ") == 2
+        tallies = await worker_tallies(server)
+        assert sum(t.get('reserve_worker_handoffs_total{way="sent"}', 0) for t in tallies.values()) == 0
+
+
 async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list[str]]) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
         session = (await http.post("/v1/sessions", json=SPEECH)).json()
