@@ -32,7 +32,7 @@ from typing import Any, get_args
 import psutil
 import trio
 
-from bench import procs
+from bench import procs, worker_tallies
 from bench.direct_load import run_direct_aio, run_direct_threads
 from bench.gateway_load import GatewayPlan, run_gateway_phase
 from bench.meter import Peaks, Watch, rss_threads, tree_rss_threads
@@ -177,6 +177,8 @@ def _through_gateway(
         )
         gres = trio.run(run_gateway_phase, plan, watch, peaks)
         ended = time.perf_counter()
+        if many:  # how the workers split the run (warm-up included: 4 short sessions)
+            row["workers_split"] = worker_tallies.summary(worker_tallies.scrape(port, args.workers))
         threads_end = rss_and_threads(gw_p)[1]
         if profiler is not None:
             profiler.wait()
@@ -269,8 +271,14 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{pct.get('gateway', 0):>4.0f}/{pct.get('fake_riva', 0):>4.0f}/{pct.get('loadgen', 0):>4.0f}/"
             f"{pct.get('machine', 0):>5.0f} | {'yes' if r['sustained'] else 'no'}"
             + (f" | redis {r['redis_cpu']['pct_core_per_stream']:.4f}%/str" if "redis_cpu" in r else "")
+            + (_split(r["workers_split"]) if "workers_split" in r else "")
         )
     return "\n".join(lines)
+
+
+def _split(split: dict[str, Any]) -> str:
+    shares = "/".join(str(p) for p in split["results_split_pct"])
+    return f" | results {shares}% | handed {split['handoffs']}, followed {split['followed_events']}"
 
 
 def main(argv: list[str] | None = None) -> int:

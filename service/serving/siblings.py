@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import hashlib
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -25,23 +26,20 @@ STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)  # what a wo
 
 
 class Siblings:
-    """This worker's place among its supervisor's workers: ``slot`` in ``directory``."""
+    """This worker's place among its supervisor's ``count`` workers: ``slot`` (1 to ``count``)
+    in ``directory``."""
 
-    def __init__(self, directory: Path, slot: int) -> None:
+    def __init__(self, directory: Path, slot: int, count: int) -> None:
         self.directory = directory
         self.slot = slot
-        # who we are where sessions record their home: unique to this supervisor on this host
-        self.me = self.home_name(slot)
+        self.count = count
 
-    def home_name(self, slot: int) -> str:
-        return f"{socket.gethostname()}:{self.directory.name}/{slot}"
-
-    def slot_of(self, home: str) -> int | None:
-        """The sibling slot ``home`` names, or None: ourselves, another host's or supervisor's."""
-        place, _, slot = home.rpartition("/")
-        if place != self.me.rpartition("/")[0] or not slot.isdigit() or int(slot) == self.slot:
-            return None
-        return int(slot)
+    def slot_for(self, session_id: str) -> int:
+        """The worker that serves the session's connections: a hash of its id, so that every
+        worker finds the same one without asking anyone, and sessions spread evenly however
+        the kernel spreads connections."""
+        digest = hashlib.blake2b(session_id.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count + 1
 
     def path(self, slot: int) -> Path:
         return self.directory / f"{slot}.sock"

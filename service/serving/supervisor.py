@@ -23,6 +23,7 @@ from service.observability.logging import configure_logging
 from service.serving import worker
 from service.serving.checks import StartupError
 from service.serving.host import stop_signals
+from service.serving.siblings import Siblings
 from service.settings import Settings
 
 log = logging.getLogger("reserve.serve")
@@ -155,7 +156,7 @@ class Supervisor:
         ready_read, ready_write = os.pipe()
         try:
             process = await trio.lowlevel.open_process(
-                worker.command(self.config_path, self.fds, ready_write, self.siblings, slot),
+                worker.command(self.config_path, self.fds, ready_write, Siblings(self.siblings, slot, self.workers)),
                 stdin=subprocess.PIPE,  # never written: its end tells the worker we are gone
                 pass_fds=(*(fd for fd, _ in self.fds), ready_write),
                 process_group=0,  # Ctrl-C reaches us alone; we forward the drain

@@ -23,12 +23,10 @@ from service.serving.single import run_gateway
 READY = b"ready\n"
 
 
-def command(
-    config_path: Path | None, fds: list[tuple[int, bool]], ready_fd: int, siblings: Path, slot: int
-) -> list[str]:
+def command(config_path: Path | None, fds: list[tuple[int, bool]], ready_fd: int, siblings: Siblings) -> list[str]:
     """How the supervisor starts a worker (a fresh interpreter: nothing inherited but the fds)."""
     args = [sys.executable, "-m", "service.serving.worker", "--ready-fd", str(ready_fd)]
-    args += ["--siblings", str(siblings), "--slot", str(slot)]
+    args += ["--siblings", str(siblings.directory), "--slot", str(siblings.slot), "--of", str(siblings.count)]
     if config_path is not None:
         args += ["--config", str(config_path)]
     for fd, secure in fds:
@@ -42,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--fd", action="append", default=[], help="N:secure or N:insecure")
     parse.add_argument("--ready-fd", type=int, required=True)
     parse.add_argument("--siblings", type=Path, required=True, help="the directory of the workers' handoff sockets")
-    parse.add_argument("--slot", type=int, required=True)
+    parse.add_argument("--slot", type=int, required=True, help="this worker's number, 1 to --of")
+    parse.add_argument("--of", type=int, required=True, help="how many workers the supervisor runs")
     args = parse.parse_args(argv)
     config = hypercorn_config(args.config)
     sockets = Sockets([], [], [])
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         (sockets.secure_sockets if kind == "secure" else sockets.insecure_sockets).append(sock)
     from service.app import app  # the supervisor checked the settings
 
-    siblings = Siblings(args.siblings, args.slot)
+    siblings = Siblings(args.siblings, args.slot, args.of)
     return run_gateway(f"reserve worker {os.getpid()}", _serve, app, config, sockets, siblings, args.ready_fd)
 
 

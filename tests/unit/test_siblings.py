@@ -31,7 +31,7 @@ async def accepted_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
 
 
 async def test_a_connection_peeked_at_here_is_served_whole_by_the_sibling(tmp_path: Path) -> None:
-    me, sibling = Siblings(tmp_path, 1), Siblings(tmp_path, 2)
+    me, sibling = Siblings(tmp_path, 1, 2), Siblings(tmp_path, 2, 2)
     async with sibling.receiving() as receiver:
         client, accepted = await accepted_pair()
         async with client:
@@ -50,12 +50,12 @@ async def test_a_connection_peeked_at_here_is_served_whole_by_the_sibling(tmp_pa
 
 
 async def test_a_sibling_that_is_not_there_refuses_at_once(tmp_path: Path) -> None:
-    me = Siblings(tmp_path, 1)
+    me = Siblings(tmp_path, 1, 2)
     client, accepted = await accepted_pair()
     async with client, accepted:
         with trio.fail_after(1):
             assert not await me.send(2, accepted.socket), "no socket at all (not started yet)"
-            async with Siblings(tmp_path, 2).receiving():
+            async with Siblings(tmp_path, 2, 2).receiving():
                 pass
             stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # a worker killed -9 leaves its file
             stale.bind(str(me.path(2)))
@@ -69,17 +69,17 @@ async def test_a_worker_in_a_dead_siblings_slot_replaces_its_socket(tmp_path: Pa
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(tmp_path / "2.sock"))
     stale.close()
-    async with Siblings(tmp_path, 2).receiving() as receiver:
+    async with Siblings(tmp_path, 2, 2).receiving() as receiver:
         client, accepted = await accepted_pair()
         async with client, accepted:
-            assert await Siblings(tmp_path, 1).send(2, accepted.socket)
+            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket)
             with trio.fail_after(5):
                 (await handoff.receive(receiver)).close()
     assert not (tmp_path / "2.sock").exists(), "removed when the worker stops receiving"
 
 
 async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) -> None:
-    async with Siblings(tmp_path, 2).receiving() as receiver:
+    async with Siblings(tmp_path, 2, 2).receiving() as receiver:
         read_end, write_end = os.pipe()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
             fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [read_end]))]
@@ -87,7 +87,7 @@ async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) ->
         os.close(read_end)  # the copy in flight is the pipe's only reader now
         client, accepted = await accepted_pair()
         async with client, accepted:
-            assert await Siblings(tmp_path, 1).send(2, accepted.socket)
+            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket)
             with trio.fail_after(5):
                 received = await handoff.receive(receiver)
             assert received.type == socket.SOCK_STREAM
@@ -97,13 +97,14 @@ async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) ->
         os.close(write_end)
 
 
-def test_a_home_names_a_sibling_only_in_the_same_supervisor_on_this_host(tmp_path: Path) -> None:
-    me = Siblings(tmp_path / "reserve-workers-abc", 1)
-    assert me.slot_of(me.home_name(2)) == 2
-    assert me.slot_of(me.home_name(1)) is None, "ourselves"
-    assert me.slot_of(Siblings(tmp_path / "reserve-workers-xyz", 1).home_name(2)) is None, "another supervisor"
-    assert me.slot_of("other-host:reserve-workers-abc/2") is None
-    assert me.slot_of(me.home_name(2).replace("/2", "/two")) is None
+def test_every_worker_finds_the_same_worker_for_a_session_and_sessions_spread_evenly(tmp_path: Path) -> None:
+    workers = [Siblings(tmp_path, slot, 3) for slot in (1, 2, 3)]
+    ids = [f"session-{n}" for n in range(3000)]
+    chosen = [workers[0].slot_for(session_id) for session_id in ids]
+    assert chosen == [workers[2].slot_for(session_id) for session_id in ids], "no worker asks anyone"
+    shares = [chosen.count(slot) / len(ids) for slot in (1, 2, 3)]
+    assert all(0.30 < share < 0.37 for share in shares), shares
+    assert Siblings(tmp_path, 1, 1).slot_for("any") == 1
 
 
 @pytest.mark.parametrize(
@@ -127,8 +128,8 @@ def test_only_a_sessions_event_stream_or_audio_socket_is_placed(line: bytes, ses
 
 
 async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path: Path) -> None:
-    me = Siblings(tmp_path, 1)
-    draining = Siblings(tmp_path, 2)
+    me = Siblings(tmp_path, 1, 2)
+    draining = Siblings(tmp_path, 2, 2)
     async with draining.receiving() as receiver:
         client, accepted = await accepted_pair()
         later_client, later = await accepted_pair()

@@ -59,7 +59,6 @@ class RedisHub:
         self.instance = secrets.token_hex(8)  # this process, as a lease holder
         self.client = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self._release = self.client.register_script(scripts.RELEASE)
-        self._home = self.client.register_script(scripts.HOME)
         self.admit_script = self.client.register_script(scripts.ADMIT)
         self.logs: dict[str, RedisEventLog] = {}
         self.on_control: ControlHandler | None = None
@@ -172,12 +171,6 @@ class RedisHub:
         if final_text is not None or TEXT_FIELD not in record:  # a record from before the text's key keeps its own
             record[TEXT_FIELD] = final_text.decode() if final_text else ""
         return record
-
-    async def claim_home(self, session_id: str, worker: str) -> str | None:
-        """The worker that serves the session's connections: ``worker`` if none did before;
-        None when there is no such session (nothing is written for a made-up id)."""
-        home = await self.call("home", self._home(keys=[scripts.record_key(session_id)], args=[worker]))
-        return home.decode() if home else None
 
     # -- leases ----------------------------------------------------------------------------
     async def take_lease(self, session_id: str) -> bool:

@@ -138,16 +138,6 @@ end
 return replies
 """
 
-# KEYS: a session's record. ARGV: a worker's name (``service.serving.siblings``). The session's
-# home, the worker that serves its connections together: the first to ask. Nil: no such session.
-HOME = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return false
-end
-redis.call('HSETNX', KEYS[1], 'home', ARGV[1])
-return redis.call('HGET', KEYS[1], 'home')
-"""
-
 # KEYS: a lease (or a key like one). ARGV: its holder. Let go only of what we hold.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
