@@ -7,8 +7,8 @@ Redis and back, and costs a second process a read and a parse. Instead, each ses
 worker of its own among the siblings (a hash of its id), and a worker that accepts one of the
 session's connections hands it there (``siblings``) before reading a byte of it. It only
 peeks at the request line, so anything it cannot place (another path, TLS, HTTP/2, a slow
-client, a sibling gone or too busy) it simply serves itself, as any worker can: the handoff
-saves work and never decides what works.
+client, a sibling gone, too busy, or at its limit of live sessions) it simply serves itself,
+as any worker can: the handoff saves work and never decides what works.
 
 The hash also spreads sessions evenly over the workers. Left to themselves, they split as the
 kernel gives out connections, and a burst of them mostly goes to whichever worker wakes first
@@ -38,6 +38,7 @@ Serve = Callable[[trio.SocketStream], Awaitable[None]]
 
 PEEK_BYTES = 512  # the request line, and then some
 PEEK_TIMEOUT_S = 0.5  # a client that has not sent its request line by then is served here
+ROOM_CHECK_S = 0.25  # how soon a worker's siblings learn that it is full, or has room again
 SESSION_PATH = re.compile(rb"GET /v1/sessions/([A-Za-z0-9_-]{1,128})/(?:events|audio)[?# ]")
 
 
@@ -73,10 +74,13 @@ class Colocation:
                 task_status.started()
                 return
             task_status.started()
-            while True:
-                connection = await handoff.receive(receiver)
-                self.gateway.metrics.worker_handoff("received")
-                nursery.start_soon(_serve_one, serve, trio.SocketStream(trio.socket.from_stdlib_socket(connection)))
+            async with trio.open_nursery() as watching:
+                watching.start_soon(self.watch_room)
+                while True:
+                    connection = await handoff.receive(receiver)
+                    self.gateway.metrics.worker_handoff("received")
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(connection))
+                    nursery.start_soon(_serve_one, serve, stream)
 
     async def _home_slot(self, connection: trio.socket.SocketType) -> int | None:
         head = b""
@@ -89,7 +93,22 @@ class Colocation:
         if match is None:
             return None
         slot = self.siblings.slot_for(match[1].decode())
-        return None if slot == self.siblings.slot else slot
+        return None if slot == self.siblings.slot or self.siblings.is_full(slot) else slot
+
+    async def watch_room(self) -> None:
+        """Keep this worker's "full" mark true to its live sessions, every ``ROOM_CHECK_S``."""
+        marked = None
+        settings = self.gateway.settings
+        try:
+            while True:
+                registry = self.gateway.registry
+                full = registry is not None and registry.live_sessions >= settings.max_sessions
+                if full != marked:
+                    self.siblings.mark_full(full)
+                    marked = full
+                await trio.sleep(ROOM_CHECK_S)
+        finally:
+            self.siblings.mark_full(False)
 
 
 async def _serve_one(serve: Serve, stream: trio.SocketStream) -> None:

@@ -44,6 +44,19 @@ class Siblings:
     def path(self, slot: int) -> Path:
         return self.directory / f"{slot}.sock"
 
+    def mark_full(self, full: bool) -> None:
+        """Say whether this worker is at its limit of live sessions (a file beside its socket):
+        siblings then serve its sessions' connections themselves, as they would without the
+        handoff, rather than send every retry to the one worker that must refuse it."""
+        marker = self.directory / f"{self.slot}.full"
+        if full:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def is_full(self, slot: int) -> bool:
+        return (self.directory / f"{slot}.full").exists()
+
     async def send(self, slot: int, connection: trio.socket.SocketType) -> bool:
         """Whether sibling ``slot`` now holds ``connection`` (ours is still to be closed); False
         when it is gone or too busy to take it within ``SEND_TIMEOUT_S``: serve it here then."""
@@ -91,14 +104,14 @@ async def receive(receiver: trio.socket.SocketType) -> socket.socket:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(data) - len(data) % size
                 fds.extend(array.array("i", data[:usable]))
-        connections = [sock for sock in map(_tcp_connection, fds) if sock is not None]
+        connections = [sock for sock in map(_stream_connection, fds) if sock is not None]
         for extra in connections[1:]:  # a sibling sends one at a time
             extra.close()
         if connections:
             return connections[0]
 
 
-def _tcp_connection(fd: int) -> socket.socket | None:
+def _stream_connection(fd: int) -> socket.socket | None:
     """``fd`` as a socket if it is a stream connection (what a sibling may send); else closed."""
     try:
         sock = socket.socket(fileno=fd)

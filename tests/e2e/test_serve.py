@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import httpx
 import psutil
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
+from service.serving.siblings import Siblings
 from service.settings import Settings
 from tests.certs import make_pki
 from tests.harness import (
@@ -26,6 +28,8 @@ from tests.harness import (
     EventCollector,
     Gateway,
     Served,
+    audio_socket,
+    close_reason,
     following,
     poll_until,
     read_events,
@@ -225,6 +229,57 @@ async def test_workers_whose_sockets_cannot_be_bound_serve_everything_themselves
         assert server.log.count("this worker takes no connections from its siblings: ") == 2
         tallies = await worker_tallies(server)
         assert sum(t.get('reserve_worker_handoffs_total{way="sent"}', 0) for t in tallies.values()) == 0
+
+
+async def test_a_full_workers_sessions_are_served_by_the_worker_with_room(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """``RESERVE_MAX_SESSIONS`` is per worker: at one each, two workers run two sessions at
+    once even when both hash to the same worker. Once that worker is full, its siblings stop
+    handing it the connections of its sessions, so a retry that lands on the worker with room
+    gets in, as without the handoff (handed every time to the worker that must refuse it, it
+    never would)."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_MAX_SESSIONS": "1"}
+    same_worker = Siblings(tmp_path, 1, 2).slot_for  # the supervisor's hash: only the count matters
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        first = await create_where_there_is_room(server, lambda _: True)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            gateway = Gateway(server.base_url, Settings(), http, app=None)  # type: ignore[arg-type]
+            async with audio_socket(gateway, first) as held:
+                await stream_audio(held, seconds=0.25, end=False)
+                await trio.sleep(0.6)  # the worker running it marks itself full
+                second = await create_where_there_is_room(server, lambda s: same_worker(s) == same_worker(first["id"]))
+                await trio.sleep(0.6)
+                codes = []
+                for _ in range(20):
+                    async with audio_socket(gateway, second) as ws:
+                        with contextlib.suppress(ConnectionClosed):  # refused: 1013 "overloaded"
+                            await stream_audio(ws, seconds=0.5)
+                        code, _, _ = await close_reason(ws)
+                    codes.append(code)
+                    if code == 1000:
+                        break
+                assert codes[-1] == 1000 and set(codes[:-1]) <= {1013}, codes
+                await held.send_message('{"type": "end"}')
+                assert (await close_reason(held))[0] == 1000
+
+
+async def create_where_there_is_room(server: Served, wanted: Callable[[str], bool]) -> dict[str, Any]:
+    """A session whose id ``wanted`` accepts, created by whichever worker has room (a full one
+    answers 503); the unwanted ones are deleted again."""
+    for _ in range(60):
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            created = await http.post("/v1/sessions", json=SPEECH)
+            if created.status_code == 503:
+                continue
+            session: dict[str, Any] = created.json()
+            if wanted(session["id"]):
+                return session
+            url = f"/v1/sessions/{session['id']}"
+            assert (await http.delete(url, params={"token": session["token"]})).status_code == 200
+    raise AssertionError("no session of the kind wanted could be created")
 
 
 async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list[str]]) -> None:
