@@ -184,25 +184,22 @@ async def test_a_sessions_connections_are_served_by_one_worker(
     tmp_path: Path, redis_server: RedisServer, handoff: bool
 ) -> None:
     """Each session's event stream and audio socket arrive on fresh connections, so the kernel
-    puts them on different workers about half of the time. The worker that accepts the second
-    hands it to the first: no event then crosses between workers through Redis. Switched off,
-    about half of the sessions are followed through Redis (which is what makes this test able
-    to fail). Either way every session gets its transcript. With 16 sessions, all of them
-    landing together by chance (no handoff needed) happens once in 65,536 runs."""
+    puts them on different workers about half of the time. Whichever worker accepts one hands it
+    to the session's worker (a hash of its id): no event then crosses between workers through
+    Redis. Switched off, about half of the sessions are followed through Redis (which is what
+    makes this test able to fail). Either way every session gets its transcript. All 32
+    connections landing on their session's worker by chance (no handoff needed) would happen
+    once in 2**32 runs."""
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_WORKER_HANDOFF": str(handoff).lower()}
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         await answering_pids(server, 2)
-        finals: dict[str, list[str]] = {}
-        async with trio.open_nursery() as nursery:
-            for _ in range(16):
-                nursery.start_soon(transcribe_on_fresh_connections, server, finals)
-        assert list(finals.values()) == [["before the shutdown"]] * 16
+        await transcribe_at_once(server, 16)
         tallies = await worker_tallies(server)
-        followed = sum(t["reserve_redis_followed_events_total"] for t in tallies.values())
-        sent = sum(t.get('reserve_worker_handoffs_total{way="sent"}', 0) for t in tallies.values())
-        received = sum(t.get('reserve_worker_handoffs_total{way="received"}', 0) for t in tallies.values())
-        failed = sum(t.get('reserve_worker_handoffs_total{way="failed"}', 0) for t in tallies.values())
+        followed = summed(tallies, "reserve_redis_followed_events_total")
+        sent = summed(tallies, 'reserve_worker_handoffs_total{way="sent"}')
+        received = summed(tallies, 'reserve_worker_handoffs_total{way="received"}')
+        failed = summed(tallies, 'reserve_worker_handoffs_total{way="failed"}')
         if handoff:
             assert followed == 0, "every event reached its readers in the worker that published it"
             assert sent == received > 0 and failed == 0
@@ -221,14 +218,9 @@ async def test_workers_whose_sockets_cannot_be_bound_serve_everything_themselves
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         await answering_pids(server, 2)
-        finals: dict[str, list[str]] = {}
-        async with trio.open_nursery() as nursery:
-            for _ in range(8):
-                nursery.start_soon(transcribe_on_fresh_connections, server, finals)
-        assert list(finals.values()) == [["before the shutdown"]] * 8
+        await transcribe_at_once(server, 8)
         assert server.log.count("this worker takes no connections from its siblings: ") == 2
-        tallies = await worker_tallies(server)
-        assert sum(t.get('reserve_worker_handoffs_total{way="sent"}', 0) for t in tallies.values()) == 0
+        assert summed(await worker_tallies(server), 'reserve_worker_handoffs_total{way="sent"}') == 0
 
 
 async def test_a_full_workers_sessions_are_served_by_the_worker_with_room(
@@ -280,6 +272,20 @@ async def create_where_there_is_room(server: Served, wanted: Callable[[str], boo
             url = f"/v1/sessions/{session['id']}"
             assert (await http.delete(url, params={"token": session["token"]})).status_code == 200
     raise AssertionError("no session of the kind wanted could be created")
+
+
+async def transcribe_at_once(server: Served, count: int) -> None:
+    """``count`` sessions at once, each on fresh connections; each gets its one final."""
+    finals: dict[str, list[str]] = {}
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(transcribe_on_fresh_connections, server, finals)
+    assert list(finals.values()) == [["before the shutdown"]] * count
+
+
+def summed(tallies: dict[int, dict[str, float]], sample: str) -> float:
+    """A metric's sample over every worker (0 where a worker has none)."""
+    return sum(tally.get(sample, 0.0) for tally in tallies.values())
 
 
 async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list[str]]) -> None:
