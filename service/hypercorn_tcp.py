@@ -23,10 +23,20 @@ Applied once, when ``service.app`` is imported (hypercorn's CLI and the tests' s
 from __future__ import annotations
 
 import contextlib
+from typing import Protocol, cast
 
 import trio
 from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+
+
+class Placing(Protocol):
+    """A server that may hand its connection to another worker between requests."""
+
+    def between_requests(self) -> bool: ...
+
+    async def hand_off(self, data: bytes) -> bool: ...
+
 
 HALF_CLOSE_WAIT_S = 5.0  # a send stuck on a peer that reads nothing must not hold the close up forever
 
@@ -58,11 +68,16 @@ async def _read_data_unscoped(self: TCPServer) -> None:
     if self.config.read_timeout:
         await _original_read_data(self)
         return
+    # a server that may hand its connection to another worker between requests
+    # (``service.serving.colocation.PlacingTCPServer``); checked once per read, awaited only then
+    placing = cast("Placing", self) if hasattr(self, "hand_off") else None
     while True:  # hypercorn's loop, less the scope (a timeout error cannot happen without one)
         try:
             data = await self.stream.receive_some(MAX_RECV)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             break
+        if placing is not None and data and placing.between_requests() and await placing.hand_off(bytes(data)):
+            return  # the other worker serves the connection, from these bytes on
         await self.protocol.handle(RawData(bytes(data)))
         if data == b"":
             break

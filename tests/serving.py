@@ -144,3 +144,25 @@ def assert_drained(result: tuple[int, str, EventCollector], *, shared: bool = Fa
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+async def worker_tallies(server: Served) -> dict[int, dict[str, float]]:
+    """Each worker's metrics without labels' ``_created`` lines, by pid (``/healthz`` and
+    ``/metrics`` over one connection reach the same worker)."""
+    tallies: dict[int, dict[str, float]] = {}
+    with trio.fail_after(30):
+        while len(tallies) < 2:
+            async with one_connection(server) as http:
+                pid = (await http.get("/healthz")).json()["pid"]
+                text = (await http.get("/metrics")).text
+            tallies[pid] = {
+                name: float(value)
+                for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+                if name and not name.startswith("#")
+            }
+    return tallies
+
+
+def summed(tallies: dict[int, dict[str, float]], sample: str) -> float:
+    """A metric's sample over every worker (0 where a worker has none)."""
+    return sum(tally.get(sample, 0.0) for tally in tallies.values())

@@ -4,11 +4,13 @@ With several workers on one port, the kernel gives each new connection to any of
 session's audio socket and its event stream land on different workers half of the time. The
 worker without the audio then follows the session through Redis: every event crosses to
 Redis and back, and costs a second process a read and a parse. Instead, each session has a
-worker of its own among the siblings (a hash of its id), and a worker that accepts one of the
-session's connections hands it there (``siblings``) before reading a byte of it. It only
-peeks at the request line, so anything it cannot place (another path, TLS, HTTP/2, a slow
-client, a sibling gone, too busy, or at its limit of live sessions) it simply serves itself,
-as any worker can: the handoff saves work and never decides what works.
+worker of its own among the siblings (a hash of its id), and a worker about to read a request
+for one of the session's connections, the first of a new connection or the next of a kept-alive
+one, hands the connection there (``siblings``) with the bytes of the request it read, before
+it parsed any of them. It reads only the request line, so anything it cannot place (another
+path, TLS, HTTP/2, a request line cut across reads, a request sent before the last answer
+ended, a sibling gone, too busy, or at its limit of live sessions) it simply serves itself, as
+any worker can: the handoff saves work and never decides what works.
 
 The hash also spreads sessions evenly over the workers. Left to themselves, they split as the
 kernel gives out connections, and a burst of them mostly goes to whichever worker wakes first
@@ -20,11 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
+import h11
 import trio
+from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, LifespanState
 
 from service.serving import siblings as handoff
 
@@ -34,10 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reserve.serve")
 
-Serve = Callable[[trio.SocketStream], Awaitable[None]]
+Serve = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 
-PEEK_BYTES = 512  # the request line, and then some
-PEEK_TIMEOUT_S = 0.5  # a client that has not sent its request line by then is served here
 ROOM_CHECK_S = 0.25  # how soon a worker's siblings learn that it is full, or has room again
 SESSION_PATH = re.compile(rb"GET /v1/sessions/([A-Za-z0-9_-]{1,128})/(?:events|audio)[?# ]")
 
@@ -47,20 +53,9 @@ class Colocation:
         self.siblings = siblings
         self.gateway = gateway
 
-    async def route(self, serve: Serve, stream: trio.SocketStream) -> None:
-        """Serve ``stream`` here, or hand it to its session's home among the siblings."""
-        try:
-            slot = await self._home_slot(stream.socket)
-        except Exception:  # a bug here must cost a handoff, not the worker (its handlers share a nursery)
-            log.exception("placing a connection failed; serving it here")
-            slot = None
-        if slot is not None:
-            if await self.siblings.send(slot, stream.socket):
-                self.gateway.metrics.worker_handoff("sent")
-                await stream.aclose()  # our descriptor only: the connection lives on in the sibling
-                return
-            self.gateway.metrics.worker_handoff("failed")
-        await serve(stream)
+    def server(self, app: AppWrapper, config: Config, context: WorkerContext, state: LifespanState) -> Serve:
+        """What serves a plain connection here: hypercorn's loop, placing each request."""
+        return partial(PlacingTCPServer, self, app, config, context, state)
 
     async def receive(self, serve: Serve, nursery: trio.Nursery, *, task_status: trio.TaskStatus[None]) -> None:
         """Serve what siblings hand us, in ``nursery`` (where accepted connections are served).
@@ -77,19 +72,15 @@ class Colocation:
             async with trio.open_nursery() as watching:
                 watching.start_soon(self.watch_room)
                 while True:
-                    connection = await handoff.receive(receiver)
+                    connection, read = await handoff.receive(receiver)
                     self.gateway.metrics.worker_handoff("received")
-                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(connection))
+                    stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
                     nursery.start_soon(_serve_one, serve, stream)
 
-    async def _home_slot(self, connection: trio.socket.SocketType) -> int | None:
-        head = b""
-        with trio.move_on_after(PEEK_TIMEOUT_S):
-            try:
-                head = await connection.recv(PEEK_BYTES, socket.MSG_PEEK)
-            except OSError:
-                return None  # reset already: serving it says so
-        match = SESSION_PATH.match(head)
+    def slot_for(self, request: bytes) -> int | None:
+        """The sibling that should serve the request that begins with ``request``, or None to
+        serve it here."""
+        match = SESSION_PATH.match(request)
         if match is None:
             return None
         slot = self.siblings.slot_for(match[1].decode())
@@ -111,7 +102,97 @@ class Colocation:
             self.siblings.mark_full(False)
 
 
-async def _serve_one(serve: Serve, stream: trio.SocketStream) -> None:
+class PlacingTCPServer(TCPServer):
+    """hypercorn's connection loop (with ``service.hypercorn_tcp``'s changes), which on reading
+    the start of each request of a plain HTTP/1.1 connection may hand the connection, with those
+    bytes, to the session's worker: the first request of a new connection, and each next one of a
+    kept-alive connection (a browser's ``EventSource`` mostly rides one that loaded the page)."""
+
+    def __init__(
+        self,
+        colocation: Colocation,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SocketStream,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
+        self.colocation = colocation
+        self.handed_off = False
+
+    def between_requests(self) -> bool:
+        """An HTTP/1.1 connection with no request under way and nothing of the next one parsed."""
+        protocol = self.protocol.protocol
+        if not isinstance(protocol, H11Protocol) or protocol.stream is not None:
+            return False
+        connection = protocol.connection
+        return (
+            isinstance(connection, h11.Connection)
+            and connection.our_state is h11.IDLE
+            and connection.their_state is h11.IDLE
+            and not connection.trailing_data[0]
+        )
+
+    async def hand_off(self, data: bytes) -> bool:
+        """Whether the connection went to another worker with ``data``, the start of its next
+        request, read here (then this worker reads nothing more of it)."""
+        connection: trio.socket.SocketType | None = getattr(self.stream, "socket", None)
+        if connection is None:
+            return False  # TLS: what was read is not the request line
+        try:
+            slot = self.colocation.slot_for(data)
+        except Exception:  # a bug here must cost a handoff, not the worker (its handlers share a nursery)
+            log.exception("placing a connection failed; serving it here")
+            return False
+        if slot is None:
+            return False
+        metrics = self.colocation.gateway.metrics
+        if not await self.colocation.siblings.send(slot, connection, data):
+            metrics.worker_handoff("failed")
+            return False
+        metrics.worker_handoff("sent")
+        self.handed_off = True
+        await self.idle_task.stop()  # the keep-alive timer is the other worker's now
+        return True
+
+    async def _close(self) -> None:
+        if self.handed_off:  # our descriptor only: no end of file for a client served elsewhere
+            await self.stream.aclose()
+        else:
+            await super()._close()
+
+
+class ResumedStream(trio.abc.HalfCloseableStream):
+    """A connection handed over by a sibling: what it read of it first, then the socket.
+    (``trio.SocketStream`` cannot be subclassed; hypercorn uses ``socket`` for the addresses.)"""
+
+    def __init__(self, socket: trio.socket.SocketType, read: bytes) -> None:
+        self.socket = socket
+        self._stream = trio.SocketStream(socket)
+        self._read = read
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._read:
+            data, self._read = self._read, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _serve_one(serve: Serve, stream: trio.abc.HalfCloseableStream) -> None:
     """As ``trio.serve_listeners`` runs a handler (``serve`` is hypercorn's awaitable class)."""
     try:
         await serve(stream)

@@ -2,9 +2,9 @@
 
 The loop is hypercorn's (lifespan, listeners, the shutdown trigger, the graceful deadline),
 less HTTP/3, which ``reserve serve`` refuses. With ``colocation`` (several workers), a plain
-connection is first offered to its session's home worker, and the connections siblings hand
-over are served here exactly as accepted ones: same app, config, worker context and state,
-in the same nursery under the same graceful deadline.
+connection is served by a loop that may hand it to its session's worker before any request,
+and the connections siblings hand over are served here exactly as accepted ones: same app,
+config, worker context and state, in the same nursery under the same graceful deadline.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ async def worker_serve(
                     if secure:
                         nursery.start_soon(partial(trio.serve_listeners, serve, secure, handler_nursery=server_nursery))
                     if plain and colocation is not None:
-                        await nursery.start(colocation.receive, serve, server_nursery)
-                        routed = partial(colocation.route, serve)
-                        nursery.start_soon(partial(trio.serve_listeners, routed, plain, handler_nursery=server_nursery))
+                        placing = colocation.server(app, config, context, ConnectionState(lifespan_state.copy()))
+                        await nursery.start(colocation.receive, placing, server_nursery)
+                        nursery.start_soon(
+                            partial(trio.serve_listeners, placing, plain, handler_nursery=server_nursery)
+                        )
                     elif plain:
                         nursery.start_soon(partial(trio.serve_listeners, serve, plain, handler_nursery=server_nursery))
                     await trio.sleep_forever()

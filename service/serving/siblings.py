@@ -2,10 +2,10 @@
 
 Each worker binds a Unix datagram socket ``<slot>.sock`` in a directory the supervisor made
 (mode 0700: only this user's processes can send), and a sibling hands it a connection by
-sending the descriptor with ``SCM_RIGHTS``. Nothing of the connection was read, only peeked
-at, so the receiver serves it as if it had accepted it. A datagram is one connection: no
-framing, no connection between workers to keep up, and a sibling that is gone (restarting,
-or never started) refuses at once.
+sending the descriptor with ``SCM_RIGHTS`` and, as the datagram's payload, what it read of the
+connection (the start of a request it did not parse), so the receiver serves it as if it had
+accepted it and read that. A datagram is one connection: no framing, no connection between
+workers to keep up, and a sibling that is gone (restarting, or never started) refuses at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-MESSAGE = b"c"  # the datagram's payload; what it carries is the descriptor
+MAX_READ = 2**16  # what a worker reads at once (hypercorn's MAX_RECV): the most a datagram carries
 SEND_TIMEOUT_S = 0.1  # a sibling whose queue stays full this long is not a place to send more
 STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)  # what a worker accepts
 
@@ -57,17 +57,16 @@ class Siblings:
     def is_full(self, slot: int) -> bool:
         return (self.directory / f"{slot}.full").exists()
 
-    async def send(self, slot: int, connection: trio.socket.SocketType) -> bool:
-        """Whether sibling ``slot`` now holds ``connection`` (ours is still to be closed); False
-        when it is gone or too busy to take it within ``SEND_TIMEOUT_S``: serve it here then."""
+    async def send(self, slot: int, connection: trio.socket.SocketType, read: bytes) -> bool:
+        """Whether sibling ``slot`` now holds ``connection``, with ``read``, what was read of it
+        already (ours is still to be closed); False when it is gone or too busy to take it within
+        ``SEND_TIMEOUT_S``: serve it here then."""
         fds = array.array("i", [connection.fileno()])
         with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
             with trio.move_on_after(SEND_TIMEOUT_S):
                 try:
-                    await sender.sendmsg(
-                        [MESSAGE], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, str(self.path(slot))
-                    )
-                except OSError:  # no such socket (not started, restarting) or refused (gone)
+                    await sender.sendmsg([read], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, str(self.path(slot)))
+                except OSError:  # no such socket (not started, restarting), refused (gone), too long
                     return False
                 return True
         return False
@@ -94,21 +93,23 @@ class Siblings:
                 self.withdraw()
 
 
-async def receive(receiver: trio.socket.SocketType) -> socket.socket:
-    """The next connection a sibling handed over; anything else that arrives is closed."""
+async def receive(receiver: trio.socket.SocketType) -> tuple[socket.socket, bytes]:
+    """The next connection a sibling handed over, with what it read of it; anything else that
+    arrives (or arrives cut short) is closed."""
     size = array.array("i").itemsize
     while True:
-        _, ancillary, _, _ = await receiver.recvmsg(len(MESSAGE), socket.CMSG_SPACE(4 * size))
+        read, ancillary, flags, _ = await receiver.recvmsg(MAX_READ, socket.CMSG_SPACE(4 * size))
         fds: list[int] = []
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(data) - len(data) % size
                 fds.extend(array.array("i", data[:usable]))
         connections = [sock for sock in map(_stream_connection, fds) if sock is not None]
-        for extra in connections[1:]:  # a sibling sends one at a time
+        whole = not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+        for extra in connections[1 if whole else 0 :]:  # a sibling sends one at a time, whole
             extra.close()
-        if connections:
-            return connections[0]
+        if connections and whole:
+            return connections[0], read
 
 
 def _stream_connection(fd: int) -> socket.socket | None:

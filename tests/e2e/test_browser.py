@@ -18,7 +18,7 @@ import trio
 from service.settings import Settings
 from tests.harness import SERVE, TEST_API_KEY, running_gateway, served
 from tests.redis_server import RedisServer, redis_server
-from tests.serving import answering_pids
+from tests.serving import answering_pids, summed, worker_tallies
 
 pytestmark = pytest.mark.browser
 
@@ -145,7 +145,8 @@ async def test_the_browser_flow_works_against_several_workers(tmp_path: Path, re
     """The flow that broke across replicas before shared state: a back end (the test) mints a
     ``session:create`` token on one worker; the page, loaded from any worker, creates its
     session, streams a file and reads the events, over connections the kernel spreads over two
-    workers (and that the workers hand to their session's home). Three pages in turn."""
+    workers (and that the workers hand to their session's worker, so that no event crosses
+    between workers through Redis). Three pages in turn."""
     env = {
         "RESERVE_REDIS_URL": redis_server.url,
         "RESERVE_API_KEYS": TEST_API_KEY,
@@ -163,3 +164,6 @@ async def test_the_browser_flow_works_against_several_workers(tmp_path: Path, re
             final, state, error = await trio.to_thread.run_sync(drive_page, page, None, wav)
             assert (state, error) == ("done", "")
             assert "thank you" in normalise(final), final
+        # the page's event stream rides a kept-alive connection: placed before its request all the same
+        tallies = await worker_tallies(server)
+        assert summed(tallies, "reserve_redis_followed_events_total") == 0

@@ -45,7 +45,8 @@ from tests.serving import (
     assert_drained,
     create_on_worker,
     hold_live_session,
-    one_connection,
+    summed,
+    worker_tallies,
 )
 
 pytestmark = pytest.mark.modes("h2")  # processes and signals: the Riva transport is beside the point
@@ -283,11 +284,6 @@ async def transcribe_at_once(server: Served, count: int) -> None:
     assert list(finals.values()) == [["before the shutdown"]] * count
 
 
-def summed(tallies: dict[int, dict[str, float]], sample: str) -> float:
-    """A metric's sample over every worker (0 where a worker has none)."""
-    return sum(tally.get(sample, 0.0) for tally in tallies.values())
-
-
 async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list[str]]) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
         session = (await http.post("/v1/sessions", json=SPEECH)).json()
@@ -298,23 +294,6 @@ async def transcribe_on_fresh_connections(server: Served, finals: dict[str, list
                 await stream_audio(ws, seconds=1.0)
             await events.done.wait()
     finals[session["id"]] = events.finals
-
-
-async def worker_tallies(server: Served) -> dict[int, dict[str, float]]:
-    """Each worker's metrics without labels' ``_created`` lines, by pid (``/healthz`` and
-    ``/metrics`` over one connection reach the same worker)."""
-    tallies: dict[int, dict[str, float]] = {}
-    with trio.fail_after(30):
-        while len(tallies) < 2:
-            async with one_connection(server) as http:
-                pid = (await http.get("/healthz")).json()["pid"]
-                text = (await http.get("/metrics")).text
-            tallies[pid] = {
-                name: float(value)
-                for name, _, value in (line.rpartition(" ") for line in text.splitlines())
-                if name and not name.startswith("#")
-            }
-    return tallies
 
 
 async def test_two_workers_serve_sessions_over_tls_from_hypercorn_toml(

@@ -1,6 +1,7 @@
 """Handing accepted connections between workers (``service.serving.siblings``) with real sockets:
-a TCP connection accepted here, peeked at, sent to a sibling's socket and served there with every
-byte the client sent; and what the sender and the receiver do when that cannot happen."""
+a TCP connection accepted here, the start of its request read, sent to a sibling's socket with
+those bytes and served there as if it had read them; and what the sender and the receiver do when
+that cannot happen."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import trio
 
 from service.serving import siblings as handoff
-from service.serving.colocation import SESSION_PATH
+from service.serving.colocation import SESSION_PATH, ResumedStream
 from service.serving.siblings import Siblings
 
 REQUEST = b"GET /v1/sessions/abc_DEF-123/events HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -30,23 +31,34 @@ async def accepted_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     return client, server
 
 
-async def test_a_connection_peeked_at_here_is_served_whole_by_the_sibling(tmp_path: Path) -> None:
+async def test_a_connection_read_here_is_served_by_the_sibling_from_what_was_read(tmp_path: Path) -> None:
     me, sibling = Siblings(tmp_path, 1, 2), Siblings(tmp_path, 2, 2)
     async with sibling.receiving() as receiver:
         client, accepted = await accepted_pair()
         async with client:
-            await client.send_all(REQUEST)
-            head = await accepted.socket.recv(512, socket.MSG_PEEK)
-            assert SESSION_PATH.match(head)[1] == b"abc_DEF-123"  # type: ignore[index]
+            await client.send_all(REQUEST[:40])
+            read = await accepted.receive_some(4096)  # the start of the request, read here
+            assert SESSION_PATH.match(read)[1] == b"abc_DEF-123"  # type: ignore[index]
 
-            assert await me.send(2, accepted.socket)
+            assert await me.send(2, accepted.socket, read)
             await accepted.aclose()  # ours only: the sibling's descriptor keeps the connection
+            await client.send_all(REQUEST[40:])  # the rest, sent meanwhile
             with trio.fail_after(5):
-                received = await handoff.receive(receiver)
-            async with trio.SocketStream(trio.socket.from_stdlib_socket(received)) as served:
-                assert await served.receive_some(4096) == REQUEST, "nothing was consumed by the peek"
+                received, already = await handoff.receive(receiver)
+            async with ResumedStream(trio.socket.from_stdlib_socket(received), already) as served:
+                got = b""
+                while len(got) < len(REQUEST):
+                    got += await served.receive_some(4096)
+                assert got == REQUEST, "what this worker read, then the rest"
                 await served.send_all(b"HTTP/1.1 204 No Content\r\n\r\n")
             assert await client.receive_some(4096) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+async def test_a_request_too_large_for_one_datagram_stays_here(tmp_path: Path) -> None:
+    async with Siblings(tmp_path, 2, 2).receiving():
+        client, accepted = await accepted_pair()
+        async with client, accepted:
+            assert not await Siblings(tmp_path, 1, 2).send(2, accepted.socket, bytes(4 * handoff.MAX_READ))
 
 
 async def test_a_sibling_that_is_not_there_refuses_at_once(tmp_path: Path) -> None:
@@ -54,13 +66,13 @@ async def test_a_sibling_that_is_not_there_refuses_at_once(tmp_path: Path) -> No
     client, accepted = await accepted_pair()
     async with client, accepted:
         with trio.fail_after(1):
-            assert not await me.send(2, accepted.socket), "no socket at all (not started yet)"
+            assert not await me.send(2, accepted.socket, REQUEST), "no socket at all (not started yet)"
             async with Siblings(tmp_path, 2, 2).receiving():
                 pass
             stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # a worker killed -9 leaves its file
             stale.bind(str(me.path(2)))
             stale.close()
-            assert not await me.send(2, accepted.socket), "a file no one reads (a dead worker's)"
+            assert not await me.send(2, accepted.socket, REQUEST), "a file no one reads (a dead worker's)"
         await client.send_all(b"still ours")
         assert await accepted.receive_some(64) == b"still ours"
 
@@ -72,9 +84,9 @@ async def test_a_worker_in_a_dead_siblings_slot_replaces_its_socket(tmp_path: Pa
     async with Siblings(tmp_path, 2, 2).receiving() as receiver:
         client, accepted = await accepted_pair()
         async with client, accepted:
-            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket)
+            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, REQUEST)
             with trio.fail_after(5):
-                (await handoff.receive(receiver)).close()
+                (await handoff.receive(receiver))[0].close()
     assert not (tmp_path / "2.sock").exists(), "removed when the worker stops receiving"
 
 
@@ -87,9 +99,9 @@ async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) ->
         os.close(read_end)  # the copy in flight is the pipe's only reader now
         client, accepted = await accepted_pair()
         async with client, accepted:
-            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket)
+            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, REQUEST)
             with trio.fail_after(5):
-                received = await handoff.receive(receiver)
+                received, _ = await handoff.receive(receiver)
             assert received.type == socket.SOCK_STREAM
             received.close()
         with pytest.raises(BrokenPipeError):
@@ -134,11 +146,11 @@ async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path:
         client, accepted = await accepted_pair()
         later_client, later = await accepted_pair()
         async with client, accepted, later_client, later:
-            assert await me.send(2, accepted.socket)
+            assert await me.send(2, accepted.socket, REQUEST)
             draining.withdraw()
-            assert not await me.send(2, later.socket), "served by the worker that accepted it"
+            assert not await me.send(2, later.socket, REQUEST), "served by the worker that accepted it"
             with trio.fail_after(5):
-                (await handoff.receive(receiver)).close()  # the one sent before is not lost
+                (await handoff.receive(receiver))[0].close()  # the one sent before is not lost
 
 
 async def test_a_full_worker_is_marked_for_its_siblings_and_unmarked_when_it_has_room(tmp_path: Path) -> None:
