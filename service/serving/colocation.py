@@ -77,7 +77,7 @@ class Colocation:
                     stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
                     nursery.start_soon(_serve_one, serve, stream)
 
-    def slot_for(self, request: bytes) -> int | None:
+    def destination(self, request: bytes) -> int | None:
         """The sibling that should serve the request that begins with ``request``, or None to
         serve it here."""
         match = SESSION_PATH.match(request)
@@ -141,7 +141,7 @@ class PlacingTCPServer(TCPServer):
         if connection is None:
             return False  # TLS: what was read is not the request line
         try:
-            slot = self.colocation.slot_for(data)
+            slot = self.colocation.destination(data)
         except Exception:  # a bug here must cost a handoff, not the worker (its handlers share a nursery)
             log.exception("placing a connection failed; serving it here")
             return False

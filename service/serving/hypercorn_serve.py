@@ -62,23 +62,23 @@ async def worker_serve(
             for bind in binds:
                 await config.log.info(f"Running on {bind} (CTRL + C to quit)")
 
-            serve = partial(TCPServer, app, config, context, ConnectionState(lifespan_state.copy()))
+            state = ConnectionState(lifespan_state.copy())  # one per worker, as hypercorn has it
+            serve = partial(TCPServer, app, config, context, state)
+            serve_plain = serve if colocation is None else colocation.server(app, config, context, state)
             task_status.started(binds)
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:
                     if shutdown_trigger is not None:
                         nursery.start_soon(raise_shutdown, shutdown_trigger)
                     nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    if plain and colocation is not None:  # what siblings hand over is served as accepted here
+                        await nursery.start(colocation.receive, serve_plain, server_nursery)
                     if secure:
                         nursery.start_soon(partial(trio.serve_listeners, serve, secure, handler_nursery=server_nursery))
-                    if plain and colocation is not None:
-                        placing = colocation.server(app, config, context, ConnectionState(lifespan_state.copy()))
-                        await nursery.start(colocation.receive, placing, server_nursery)
+                    if plain:
                         nursery.start_soon(
-                            partial(trio.serve_listeners, placing, plain, handler_nursery=server_nursery)
+                            partial(trio.serve_listeners, serve_plain, plain, handler_nursery=server_nursery)
                         )
-                    elif plain:
-                        nursery.start_soon(partial(trio.serve_listeners, serve, plain, handler_nursery=server_nursery))
                     await trio.sleep_forever()
             except BaseExceptionGroup as error:
                 _, other_errors = error.split((ShutdownError, KeyboardInterrupt))

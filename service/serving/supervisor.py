@@ -60,7 +60,7 @@ class Supervisor:
         )
         # the workers' sockets for handing connections to each other (``siblings``); private to us
         try:
-            self.siblings = Path(tempfile.mkdtemp(prefix="reserve-workers-"))
+            self.handoff_dir = Path(tempfile.mkdtemp(prefix="reserve-workers-"))
         except OSError as exc:
             self._close_sockets()  # ours to close, as run() would have
             problem = f"cannot make the workers' socket directory in {tempfile.gettempdir()}: {exc.strerror or exc}"
@@ -76,7 +76,7 @@ class Supervisor:
             trio.run(self._supervise)
         finally:
             self._close_sockets()
-            shutil.rmtree(self.siblings, ignore_errors=True)
+            shutil.rmtree(self.handoff_dir, ignore_errors=True)
         return 1 if self._failed else 0
 
     def _close_sockets(self) -> None:
@@ -156,7 +156,7 @@ class Supervisor:
         ready_read, ready_write = os.pipe()
         try:
             process = await trio.lowlevel.open_process(
-                worker.command(self.config_path, self.fds, ready_write, Siblings(self.siblings, slot, self.workers)),
+                worker.command(self.config_path, self.fds, ready_write, Siblings(self.handoff_dir, slot, self.workers)),
                 stdin=subprocess.PIPE,  # never written: its end tells the worker we are gone
                 pass_fds=(*(fd for fd, _ in self.fds), ready_write),
                 process_group=0,  # Ctrl-C reaches us alone; we forward the drain
