@@ -22,7 +22,7 @@ from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.serving.gc_tuning import tune_gc
 from service.serving.io_coalescing import IoCoalescing
-from service.sessions.registry import Registry
+from service.sessions.registry import Placing, Registry
 from service.sessions.runtime import Runtime
 from service.settings import Settings
 from service.shared.redis.hub import RedisHub
@@ -46,6 +46,7 @@ class Gateway:
         self.watch_signals = True
         self.hub: RedisHub | None = None
         self.shared: Shared | None = None  # the deployment's token secret, counters, spent tokens
+        self.placing: Placing | None = None  # ``reserve serve --workers N``: set before it runs
 
     async def run(self, *, task_status: trio.TaskStatus[Registry] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
@@ -85,7 +86,7 @@ class Gateway:
                 counters = self.shared.counters if self.shared is not None else None
                 wakes = Wakes(settings.event_wake_interval_s)
                 runtime = Runtime(settings, targets, transport, self.metrics, self.hub, counters, wakes)
-                self.registry = Registry(runtime, nursery)
+                self.registry = Registry(runtime, nursery, self.placing)
                 self.metrics.watch(self.registry, transport.limiter)
                 nursery.start_soon(wakes.run)
                 nursery.start_soon(self.registry.readers.tick)

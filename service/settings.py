@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         True,
         description="With several workers, serve a session's event streams and audio socket in one worker",
     )
+    worker_fill: int = Field(
+        200,
+        ge=0,
+        description="With several workers, new sessions go to the first with fewer live sessions than this (0: spread)",
+    )
     redis_flush_interval_s: float = Field(
         0.010, ge=0, le=0.5, description="Events are written to Redis in one batch this often"
     )

@@ -12,9 +12,12 @@ path, TLS, HTTP/2, a request line cut across reads, a request sent before the la
 ended, a sibling gone, too busy, or at its limit of live sessions) it simply serves itself, as
 any worker can: the handoff saves work and never decides what works.
 
-The hash also spreads sessions evenly over the workers. Left to themselves, they split as the
-kernel gives out connections, and a burst of them mostly goes to whichever worker wakes first
-(three to one in a run of 40 sessions here).
+A new session is placed the same way: a worker that reads the start of ``POST /v1/sessions``
+or of a realtime socket (``GET /v1/realtime``) hands it to the worker that should carry the
+session (``service.serving.loads``: the first below ``RESERVE_WORKER_FILL``), and that worker
+gives the session an id whose hash is its own. Left to the kernel, sessions split as it gives
+out connections, and a burst of them mostly goes to whichever worker wakes first (three to one
+in a run of 40 sessions here).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -35,6 +39,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
 from service.serving import siblings as handoff
+from service.serving.loads import AWAY, LoadBoard, choose
 
 if TYPE_CHECKING:
     from service.gateway import Gateway
@@ -44,14 +49,20 @@ log = logging.getLogger("reserve.serve")
 
 Serve = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 
-ROOM_CHECK_S = 0.25  # how soon a worker's siblings learn that it is full, or has room again
 SESSION_PATH = re.compile(rb"GET /v1/sessions/([A-Za-z0-9_-]{1,128})/(?:events|audio)[?# ]")
+NEW_SESSION = re.compile(rb"(?:POST /v1/sessions|GET /v1/realtime)[?# ]")
+ID_TRIES = 64  # per worker: (1 - 1/n) ** (64 n) < e ** -64 that no id of that many hashes here
 
 
 class Colocation:
-    def __init__(self, siblings: Siblings, gateway: Gateway) -> None:  # the gateway for its metrics
+    """This worker among its siblings: where each request should be served, what it carries."""
+
+    def __init__(self, siblings: Siblings, gateway: Gateway) -> None:  # the gateway for settings and metrics
         self.siblings = siblings
         self.gateway = gateway
+        self.board = LoadBoard(siblings.directory / "loads", siblings.count)
+        self._away = False
+        self.carrying(0)
 
     def server(self, app: AppWrapper, config: Config, context: WorkerContext, state: LifespanState) -> Serve:
         """What serves a plain connection here: hypercorn's loop, placing each request."""
@@ -66,40 +77,66 @@ class Colocation:
                 receiver = await stack.enter_async_context(self.siblings.receiving())
             except OSError as exc:
                 log.warning("this worker takes no connections from its siblings: %s", exc)
+                self.withdraw()
                 task_status.started()
                 return
             task_status.started()
-            async with trio.open_nursery() as watching:
-                watching.start_soon(self.watch_room)
-                while True:
-                    connection, read = await handoff.receive(receiver)
-                    self.gateway.metrics.worker_handoff("received")
-                    stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
-                    nursery.start_soon(_serve_one, serve, stream)
+            while True:
+                connection, read = await handoff.receive(receiver)
+                self.gateway.metrics.worker_handoff("received")
+                stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
+                nursery.start_soon(_serve_one, serve, stream)
 
     def destination(self, request: bytes) -> int | None:
         """The sibling that should serve the request that begins with ``request``, or None to
         serve it here."""
-        match = SESSION_PATH.match(request)
-        if match is None:
-            return None
-        slot = self.siblings.slot_for(match[1].decode())
-        return None if slot == self.siblings.slot or self.siblings.is_full(slot) else slot
-
-    async def watch_room(self) -> None:
-        """Keep this worker's "full" mark true to its live sessions, every ``ROOM_CHECK_S``."""
-        marked = None
         settings = self.gateway.settings
-        try:
-            while True:
-                registry = self.gateway.registry
-                full = registry is not None and registry.live_sessions >= settings.max_sessions
-                if full != marked:
-                    self.siblings.mark_full(full)
-                    marked = full
-                await trio.sleep(ROOM_CHECK_S)
-        finally:
-            self.siblings.mark_full(False)
+        here = self.siblings.slot
+        loads = self.board.loads()
+        if (match := SESSION_PATH.match(request)) is not None:
+            session_id = match[1].decode()
+            slot = self.siblings.slot_for(session_id)
+            live = loads[slot - 1]
+            if slot == here or live == AWAY:
+                return None  # a sibling away: serve it here, as any worker can
+            if live >= settings.max_sessions and self.holds(session_id):
+                return None  # a session taken over here while its worker was away: it runs here
+            return slot
+        if NEW_SESSION.match(request) is None:
+            return None
+        placed = choose(loads, here=here, fill=settings.worker_fill, limit=settings.max_sessions)
+        return None if placed == here else placed
+
+    def holds(self, session_id: str) -> bool:
+        registry = self.gateway.registry
+        return registry is not None and registry.holds(session_id)
+
+    def new_id(self) -> str:
+        """A random id that hashes to this worker (``Siblings.slot_for``), so that the session's
+        connections come here; it keeps all but a few of ``token_urlsafe(16)``'s 128 bits."""
+        candidate = secrets.token_urlsafe(16)
+        for _ in range(ID_TRIES * self.siblings.count):
+            if self.siblings.slot_for(candidate) == self.siblings.slot:
+                break
+            candidate = secrets.token_urlsafe(16)
+        return candidate
+
+    def carrying(self, live: int) -> None:
+        if not self._away:
+            self.board.set(self.siblings.slot, live)
+
+    def withdraw(self) -> None:
+        """Take nothing more (a draining worker, or one without its socket): siblings serve
+        what they accept themselves, and place new sessions elsewhere."""
+        self._away = True
+        self.board.set(self.siblings.slot, AWAY)
+        self.siblings.withdraw()
+
+    def __enter__(self) -> Colocation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.board.close()
 
 
 class PlacingTCPServer(TCPServer):

@@ -51,19 +51,20 @@ async def serve_app(
     gateway.watch_signals = False  # the signals are ours here
     stop = trio.Event()
     asks_in, asks = trio.open_memory_channel[str](STOP_ASKS)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(_receive_signals, asks_in.clone())
-        if parent is not None:
-            nursery.start_soon(_watch_parent, parent, asks_in.clone())
-        asks_in.close()
-        colocation = None
-        if siblings is not None and gateway.settings.worker_handoff:
-            colocation = Colocation(siblings, gateway)
-        nursery.start_soon(_drain_then_stop, gateway, colocation, asks, stop)
-        binds = await nursery.start(_run_server, app, config, sockets, stop, colocation, nursery.cancel_scope)
-        if gateway.registry is None:  # hypercorn goes on after a failed start-up; its error follows
-            await trio.sleep_forever()
-        task_status.started(binds)
+    colocation = None
+    if siblings is not None and gateway.settings.worker_handoff:
+        gateway.placing = colocation = Colocation(siblings, gateway)
+    with colocation or contextlib.nullcontext():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_receive_signals, asks_in.clone())
+            if parent is not None:
+                nursery.start_soon(_watch_parent, parent, asks_in.clone())
+            asks_in.close()
+            nursery.start_soon(_drain_then_stop, gateway, colocation, asks, stop)
+            binds = await nursery.start(_run_server, app, config, sockets, stop, colocation, nursery.cancel_scope)
+            if gateway.registry is None:  # hypercorn goes on after a failed start-up; its error follows
+                await trio.sleep_forever()
+            task_status.started(binds)
 
 
 async def _run_server(
@@ -114,7 +115,7 @@ async def _drain_then_stop(
 ) -> None:
     why = await asks.receive()
     if colocation is not None:  # siblings serve what they accept themselves from now on
-        colocation.siblings.withdraw()
+        colocation.withdraw()
     log.warning(
         "%s: draining sessions for up to %g s, then stopping (again to stop at once)",
         why,

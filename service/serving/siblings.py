@@ -44,19 +44,6 @@ class Siblings:
     def path(self, slot: int) -> Path:
         return self.directory / f"{slot}.sock"
 
-    def mark_full(self, full: bool) -> None:
-        """Say whether this worker is at its limit of live sessions (a file beside its socket):
-        siblings then serve its sessions' connections themselves, as they would without the
-        handoff, rather than send every retry to the one worker that must refuse it."""
-        marker = self.directory / f"{self.slot}.full"
-        if full:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
-
-    def is_full(self, slot: int) -> bool:
-        return (self.directory / f"{slot}.full").exists()
-
     async def send(self, slot: int, connection: trio.socket.SocketType, read: bytes) -> bool:
         """Whether sibling ``slot`` now holds ``connection``, with ``read``, what was read of it
         already (ours is still to be closed); False when it is gone or too busy to take it within

@@ -8,6 +8,7 @@ taken over when its audio socket comes here.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import trio
 
@@ -31,12 +32,23 @@ log = logging.getLogger("reserve.registry")
 HANDOVER_POLL_S = 0.05
 
 
+class Placing(Protocol):
+    """Where this worker stands among its siblings (``service.serving.colocation``)."""
+
+    def new_id(self) -> str:
+        """An id for a new session created here, one whose connections come to this worker."""
+
+    def carrying(self, live: int) -> None:
+        """This worker's live sessions now, for the siblings that place new ones."""
+
+
 class Registry(Handover):
     """Owns every session's task in one nursery; a session stays readable for the
     retention period after it ends, then it is forgotten."""
 
-    def __init__(self, runtime: Runtime, nursery: trio.Nursery) -> None:
+    def __init__(self, runtime: Runtime, nursery: trio.Nursery, placing: Placing | None = None) -> None:
         self.runtime = runtime
+        self._placing = placing
         # the event streams served here: their heartbeat, and their end once this process stops
         self.readers = Readers(runtime.settings.sse_heartbeat_s)
         self._nursery = nursery
@@ -81,7 +93,7 @@ class Registry(Handover):
         """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
         runs once the session has ended (it releases the key's live-session count)."""
         self._check_room()
-        session = Session(self.runtime, config)
+        session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
         session.owner = owner
         session.ticket = ticket
         if self.runtime.hub is not None:
@@ -107,8 +119,14 @@ class Registry(Handover):
     async def _start(self, session: Session, on_end: OnEnd | None) -> None:
         self._sessions[session.id] = session
         self._live += 1
+        if self._placing is not None:
+            self._placing.carrying(self._live)
         self._idle = trio.Event()
         await self._nursery.start(self._own, session, on_end)
+
+    def holds(self, session_id: str) -> bool:
+        """Whether the session runs here, or ran here and is still kept."""
+        return session_id in self._sessions
 
     def get(self, session_id: str) -> Session:
         """A session this instance runs."""
@@ -206,6 +224,8 @@ class Registry(Handover):
             log.exception("session %s crashed", session.id)
         finally:
             self._live -= 1  # its place is free now; what follows is bookkeeping
+            if self._placing is not None:
+                self._placing.carrying(self._live)
             if self._live == 0:
                 self._idle.set()
             with trio.CancelScope(shield=True):

@@ -51,10 +51,11 @@ class Session(Recognition):
     def __init__(
         self, runtime: Runtime, config: RecognitionSettings, *, session_id: str | None = None, token_digest: str = ""
     ) -> None:
-        """A new session, or (``session_id`` and ``token_digest`` from its record) one taken over."""
+        """A new session (``session_id`` if its worker chose one), or one taken over (``session_id``
+        and ``token_digest`` from its record)."""
         settings = runtime.settings
         self.id = session_id or secrets.token_urlsafe(16)  # 128 random bits
-        self.token = "" if session_id else secrets.token_urlsafe(32)  # known only where it was created
+        self.token = "" if token_digest else secrets.token_urlsafe(32)  # known only where it was created
         self.token_digest = token_digest or digest(self.token)
         self.config = config
         self.state = State.WAITING

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ import httpx
 import psutil
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import open_websocket_url
 
-from service.serving.siblings import Siblings
 from service.settings import Settings
 from tests.certs import make_pki
 from tests.harness import (
@@ -45,6 +43,7 @@ from tests.serving import (
     assert_drained,
     create_on_worker,
     hold_live_session,
+    one_connection,
     summed,
     worker_tallies,
 )
@@ -146,7 +145,7 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
 
 
 async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, redis_server: RedisServer) -> None:
-    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_WORKER_FILL": "0"}  # a session on each
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", ignore_sigint=True, env=env) as server:
         await server.wait_healthy()
         await answering_pids(server, 2)
@@ -184,12 +183,13 @@ async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, r
 async def test_a_sessions_connections_are_served_by_one_worker(
     tmp_path: Path, redis_server: RedisServer, handoff: bool
 ) -> None:
-    """Each session's event stream and audio socket arrive on fresh connections, so the kernel
-    puts them on different workers about half of the time. Whichever worker accepts one hands it
-    to the session's worker (a hash of its id): no event then crosses between workers through
-    Redis. Switched off, nothing is handed. Either way every session gets its transcript. All 32
-    connections landing on their session's worker by chance (no handoff needed, so ``sent`` 0)
-    would happen once in 2**32 runs."""
+    """Each session's creation, event stream and audio socket arrive on fresh connections, so
+    the kernel spreads them over the workers. Whichever worker accepts one hands it on: the
+    creation to the worker filling up (the first), the others to the session's worker (the
+    creator, whose hash its id has). No event then crosses between workers through Redis.
+    Switched off, nothing is handed. Either way every session gets its transcript. All 48
+    connections landing on the first worker by chance (no handoff needed, so ``sent`` 0) would
+    happen once in 2**48 runs."""
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_WORKER_HANDOFF": str(handoff).lower()}
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
@@ -203,6 +203,8 @@ async def test_a_sessions_connections_are_served_by_one_worker(
         if handoff:
             assert followed == 0, "every event reached its readers in the worker that published it"
             assert sent == received > 0 and failed == 0
+            created = sorted(tally.get("reserve_sessions_created_total", 0.0) for tally in tallies.values())
+            assert created == [0, 16], "16 sessions fit in the first worker: the other created none"
         else:  # followed now, unless the kernel happened to put every pair together (it skews bursts)
             assert sent == received == 0
 
@@ -223,55 +225,37 @@ async def test_workers_whose_sockets_cannot_be_bound_serve_everything_themselves
         assert summed(await worker_tallies(server), 'reserve_worker_handoffs_total{way="sent"}') == 0
 
 
-async def test_a_full_workers_sessions_are_served_by_the_worker_with_room(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+async def test_new_sessions_go_to_a_worker_with_room(tmp_path: Path, redis_server: RedisServer) -> None:
     """``RESERVE_MAX_SESSIONS`` is per worker: at one each, two workers run two sessions at
-    once even when both hash to the same worker. Once that worker is full, its siblings stop
-    handing it the connections of its sessions, so a retry that lands on the worker with room
-    gets in, as without the handoff (handed every time to the worker that must refuse it, it
-    never would)."""
+    once. Once the first worker is full, a new session goes to the other wherever its creation
+    landed (it was refused 503 half of the time when the worker that accepted it created it);
+    the third is refused by both, and the first worker takes new ones again once it has room."""
     env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_MAX_SESSIONS": "1"}
-    same_worker = Siblings(tmp_path, 1, 2).slot_for  # the supervisor's hash: only the count matters
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         await answering_pids(server, 2)
-        first = await create_where_there_is_room(server, lambda _: True)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
             gateway = Gateway(server.base_url, Settings(), http, app=None)  # type: ignore[arg-type]
-            async with audio_socket(gateway, first) as held:
-                await stream_audio(held, seconds=0.25, end=False)
-                await trio.sleep(0.6)  # the worker running it marks itself full
-                second = await create_where_there_is_room(server, lambda s: same_worker(s) == same_worker(first["id"]))
-                await trio.sleep(0.6)
-                codes = []
-                for _ in range(20):
-                    async with audio_socket(gateway, second) as ws:
-                        with contextlib.suppress(ConnectionClosed):  # refused: 1013 "overloaded"
-                            await stream_audio(ws, seconds=0.5)
-                        code, _, _ = await close_reason(ws)
-                    codes.append(code)
-                    if code == 1000:
-                        break
-                assert codes[-1] == 1000 and set(codes[:-1]) <= {1013}, codes
-                await held.send_message('{"type": "end"}')
-                assert (await close_reason(held))[0] == 1000
-
-
-async def create_where_there_is_room(server: Served, wanted: Callable[[str], bool]) -> dict[str, Any]:
-    """A session whose id ``wanted`` accepts, created by whichever worker has room (a full one
-    answers 503); the unwanted ones are deleted again."""
-    for _ in range(60):
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-            created = await http.post("/v1/sessions", json=SPEECH)
-            if created.status_code == 503:
-                continue
-            session: dict[str, Any] = created.json()
-            if wanted(session["id"]):
-                return session
-            url = f"/v1/sessions/{session['id']}"
-            assert (await http.delete(url, params={"token": session["token"]})).status_code == 200
-    raise AssertionError("no session of the kind wanted could be created")
+            sessions = []
+            for _ in range(2):
+                async with one_connection(server) as fresh:  # the kernel picks a worker for each
+                    created = await fresh.post("/v1/sessions", json=SPEECH)
+                assert created.status_code == 201, created.text
+                sessions.append(created.json())
+            async with one_connection(server) as fresh:
+                refused = await fresh.post("/v1/sessions", json=SPEECH)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded", refused.text
+            for session in sessions:
+                async with audio_socket(gateway, session) as ws:
+                    await stream_audio(ws, seconds=0.5)
+                    assert (await close_reason(ws))[0] == 1000
+            codes = []
+            for _ in range(50):  # each worker frees its place as its session's task ends
+                codes.append((await http.post("/v1/sessions", json=SPEECH)).status_code)
+                if codes[-1] == 201:
+                    break
+                await trio.sleep(0.1)
+            assert codes[-1] == 201 and set(codes) <= {201, 503}, codes
 
 
 async def transcribe_at_once(server: Served, count: int) -> None:

@@ -151,14 +151,3 @@ async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path:
             assert not await me.send(2, later.socket, REQUEST), "served by the worker that accepted it"
             with trio.fail_after(5):
                 (await handoff.receive(receiver))[0].close()  # the one sent before is not lost
-
-
-async def test_a_full_worker_is_marked_for_its_siblings_and_unmarked_when_it_has_room(tmp_path: Path) -> None:
-    me, full = Siblings(tmp_path, 1, 2), Siblings(tmp_path, 2, 2)
-    assert not me.is_full(2)
-    full.mark_full(True)
-    assert me.is_full(2) and not me.is_full(1)
-    full.mark_full(True)  # said again: no error
-    full.mark_full(False)
-    full.mark_full(False)
-    assert not me.is_full(2)

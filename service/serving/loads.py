@@ -1,0 +1,67 @@
+"""How many live sessions each worker of one supervisor carries, and where a new one goes.
+
+A worker's cost per stream falls with its load: each pass of its loop, each write to Riva and
+each batch to Redis serves every stream that is ready, so a worker at 50 streams spends about
+a third more per stream than one at 150 (docs/benchmark.md, eighth round). Spreading a
+hundred sessions over two workers therefore costs a quarter more CPU than giving them to one.
+So new sessions fill the first worker up to ``RESERVE_WORKER_FILL`` live sessions before the
+next gets any, the way a scheduler packs work onto the fewest machines, and past that point on
+every worker they go to the least loaded. Nothing is lost by packing: a worker's sessions
+survive its death as any instance's do (their clients reconnect and another takes them over).
+
+The counts are a shared file of one 32-bit number per worker, mapped into every worker: a
+worker writes only its own, at every change, and reads the others' when it places a session.
+It reads a sibling's count at most one creation late, so a burst can put a few sessions past
+the fill; ``RESERVE_MAX_SESSIONS`` stays each worker's hard limit.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+SLOT = struct.Struct("<i")
+AWAY = -1  # a worker that takes nothing (draining, or without its socket for siblings)
+
+
+class LoadBoard:
+    """The live sessions of ``count`` workers (slots 1 to ``count``), in the file ``path``,
+    which the first worker to open it creates."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.count = count
+        size = SLOT.size * count
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)  # zeros: a worker not started yet carries nothing
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)  # the mapping keeps the file
+
+    def set(self, slot: int, live: int) -> None:
+        SLOT.pack_into(self._map, SLOT.size * (slot - 1), live)
+
+    def loads(self) -> list[int]:
+        """Every worker's count, in slot order (``AWAY`` for one that takes nothing)."""
+        return [value for (value,) in SLOT.iter_unpack(self._map)]
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def choose(loads: Sequence[int], *, here: int, fill: int, limit: int) -> int | None:
+    """The slot for a new session, given every worker's count: the first with fewer than
+    ``fill``, else the least loaded (``here`` on a tie: no handoff), never one at ``limit`` or
+    away; None when every worker is (the caller serves it here, and refuses it if full)."""
+    open_slots = [(live, slot) for slot, live in enumerate(loads, start=1) if 0 <= live < limit]
+    if not open_slots:
+        return None
+    for live, slot in open_slots:
+        if live < fill:
+            return slot
+    fewest = min(live for live, _ in open_slots)
+    return here if loads[here - 1] == fewest else min(slot for live, slot in open_slots if live == fewest)

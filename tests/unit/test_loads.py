@@ -1,0 +1,90 @@
+"""Where a new session goes among several workers, and the counts each worker shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.gateway import Gateway
+from service.serving.colocation import NEW_SESSION, Colocation
+from service.serving.loads import AWAY, LoadBoard, choose
+from service.serving.siblings import Siblings
+from service.settings import Settings
+
+
+def test_every_worker_reads_what_each_writes_of_its_own_count(tmp_path: Path) -> None:
+    first, second = LoadBoard(tmp_path / "loads", 3), LoadBoard(tmp_path / "loads", 3)
+    assert first.loads() == [0, 0, 0], "a worker not started yet carries nothing"
+    first.set(1, 120)
+    second.set(3, AWAY)
+    assert second.loads() == first.loads() == [120, 0, AWAY]
+    first.close()
+    second.close()
+    again = LoadBoard(tmp_path / "loads", 3)
+    assert again.loads() == [120, 0, AWAY], "a restarted worker's siblings keep their counts"
+    again.close()
+
+
+@pytest.mark.parametrize(
+    ("loads", "here", "fill", "slot"),
+    [
+        ([0, 0], 2, 200, 1),  # the first worker fills first, wherever the request landed
+        ([199, 0], 2, 200, 1),
+        ([200, 0], 1, 200, 2),  # full to the fill: the next
+        ([200, 200, 5], 1, 200, 3),
+        ([250, 210], 1, 200, 2),  # every worker past the fill: the least loaded
+        ([230, 230], 2, 200, 2),  # a tie: where it is (no handoff)
+        ([230, 230, 230], 2, 200, 2),
+        ([AWAY, 0], 2, 200, 2),  # draining: never chosen
+        ([AWAY, 250, 240], 2, 200, 3),
+        ([500, 500], 1, 200, None),  # all at their limit: served (and refused) where it landed
+        ([AWAY, AWAY], 1, 200, None),
+        ([40, 10, 10], 1, 0, 2),  # fill 0: spread, to the least loaded
+        ([10, 10, 10], 3, 0, 3),
+    ],
+)
+def test_new_sessions_fill_one_worker_before_the_next(loads: list[int], here: int, fill: int, slot: int | None) -> None:
+    assert choose(loads, here=here, fill=fill, limit=500) == slot
+
+
+@pytest.mark.parametrize(
+    ("line", "placed"),
+    [
+        (b"POST /v1/sessions HTTP/1.1\r\n", True),
+        (b"POST /v1/sessions?x=1 HTTP/1.1\r\n", True),
+        (b"GET /v1/realtime?intent=transcription HTTP/1.1\r\n", True),
+        (b"GET /v1/realtime HTTP/1.1\r\n", True),
+        (b"POST /v1/sessionsx HTTP/1.1\r\n", False),
+        (b"POST /v1/realtime/client_secrets HTTP/1.1\r\n", False),
+        (b"GET /v1/sessions HTTP/1.1\r\n", False),
+        (b"POST /v1/sessi", False),  # cut short: served where it landed
+    ],
+)
+def test_only_what_creates_a_session_is_placed_as_new(line: bytes, placed: bool) -> None:
+    assert (NEW_SESSION.match(line) is not None) is placed
+
+
+def colocation(tmp_path: Path, slot: int, count: int, **settings: object) -> Colocation:
+    return Colocation(Siblings(tmp_path, slot, count), Gateway(Settings(max_sessions=10, **settings)))  # type: ignore[arg-type]
+
+
+def test_a_worker_sends_new_sessions_to_the_one_filling_and_each_session_to_its_own(tmp_path: Path) -> None:
+    first, second = colocation(tmp_path, 1, 2, worker_fill=3), colocation(tmp_path, 2, 2, worker_fill=3)
+    create = b"POST /v1/sessions HTTP/1.1\r\n"
+    assert second.destination(create) == 1 and first.destination(create) is None
+    first.carrying(3)
+    assert second.destination(create) is None and first.destination(create) == 2
+
+    ids = [first.new_id() for _ in range(50)]
+    assert {first.siblings.slot_for(session_id) for session_id in ids} == {1}, "its connections come here"
+    assert len(set(ids)) == 50
+    events = f"GET /v1/sessions/{ids[0]}/events HTTP/1.1\r\n".encode()
+    assert second.destination(events) == 1 and first.destination(events) is None
+    first.carrying(10)  # at RESERVE_MAX_SESSIONS: its own sessions' connections still go there
+    assert second.destination(events) == 1 and second.destination(create) is None
+    first.withdraw()
+    assert second.destination(events) is None and second.destination(create) is None
+    first.carrying(0)  # a draining worker's sessions end: it still takes nothing
+    assert second.destination(create) is None
+    assert second.destination(b"GET /v1/models HTTP/1.1\r\n") is None
