@@ -82,10 +82,10 @@ class Colocation:
                 return
             task_status.started()
             while True:
-                connection, read = await handoff.receive(receiver)
-                self.gateway.metrics.worker_handoff("received")
-                stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
-                nursery.start_soon(_serve_one, serve, stream)
+                for connection, read in await handoff.receive(receiver):
+                    self.gateway.metrics.worker_handoff("received")
+                    stream = ResumedStream(trio.socket.from_stdlib_socket(connection), read)
+                    nursery.start_soon(_serve_one, serve, stream)
 
     def destination(self, request: bytes) -> int | None:
         """The sibling that should serve the request that begins with ``request``, or None to

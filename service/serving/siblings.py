@@ -65,27 +65,35 @@ class Siblings:
             self.path(self.slot).unlink()
 
     @contextlib.asynccontextmanager
-    async def receiving(self) -> AsyncIterator[trio.socket.SocketType]:
+    async def receiving(self) -> AsyncIterator[socket.socket]:
         """Our socket for siblings to send to, bound for the block (a stale one from a worker
         that died in this slot is replaced)."""
         path = self.path(self.slot)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        receiver = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with receiver:
-            await receiver.bind(str(path))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+            receiver.setblocking(False)
+            receiver.bind(str(path))
             try:
                 yield receiver
             finally:
                 self.withdraw()
 
 
-async def receive(receiver: trio.socket.SocketType) -> tuple[socket.socket, bytes]:
-    """The next connection a sibling handed over, with what it read of it; anything else that
+async def receive(receiver: socket.socket) -> list[tuple[socket.socket, bytes]]:
+    """The connections siblings handed over, each with what was read of it: once one has come,
+    every one queued by then. The kernel queues only ``net.unix.max_dgram_qlen`` datagrams (10
+    by default), so a busy worker that took one per pass of its loop made a burst of senders
+    wait, and past ``SEND_TIMEOUT_S`` serve the connections themselves. Anything else that
     arrives (or arrives cut short) is closed."""
+    await trio.lowlevel.wait_readable(receiver)
+    received: list[tuple[socket.socket, bytes]] = []
     size = array.array("i").itemsize
     while True:
-        read, ancillary, flags, _ = await receiver.recvmsg(MAX_READ, socket.CMSG_SPACE(4 * size))
+        try:
+            read, ancillary, flags, _ = receiver.recvmsg(MAX_READ, socket.CMSG_SPACE(4 * size))
+        except BlockingIOError:
+            return received
         fds: list[int] = []
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -96,7 +104,7 @@ async def receive(receiver: trio.socket.SocketType) -> tuple[socket.socket, byte
         for extra in connections[1 if whole else 0 :]:  # a sibling sends one at a time, whole
             extra.close()
         if connections and whole:
-            return connections[0], read
+            received.append((connections[0], read))
 
 
 def _stream_connection(fd: int) -> socket.socket | None:

@@ -6,17 +6,22 @@ than one worker) and reaches its sessions with the clients of ``tests/serving.py
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import ssl
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import psutil
 import pytest
 import trio
+import wsproto
+import wsproto.events
 from trio_websocket import open_websocket_url
 
 from service.settings import Settings
@@ -256,6 +261,58 @@ async def test_new_sessions_go_to_a_worker_with_room(tmp_path: Path, redis_serve
                     break
                 await trio.sleep(0.1)
             assert codes[-1] == 201 and set(codes) <= {201, 503}, codes
+
+
+async def test_realtime_sockets_run_on_the_worker_filling_up(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A realtime socket is a session of its own from its first audio. One socket on each worker
+    (each upgraded from a kept-alive connection whose ``/healthz`` named its worker): the worker
+    that is not filling hands its socket over, and one worker runs both sessions."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        async with contextlib.AsyncExitStack() as stack:
+            streams: dict[int, trio.SocketStream] = {}
+            with trio.fail_after(30):
+                while len(streams) < 2:
+                    host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+                    stream = await stack.enter_async_context(await trio.open_tcp_stream(host, int(port)))
+                    streams.setdefault(await healthz_pid(stream), stream)
+            for stream in streams.values():
+                await start_realtime(stream)
+            for _ in range(100):
+                tallies = await worker_tallies(server)
+                if summed(tallies, "reserve_sessions_created_total") >= 2:
+                    break
+                await trio.sleep(0.1)
+        assert sorted(tally.get("reserve_sessions_created_total", 0.0) for tally in tallies.values()) == [0, 2]
+        assert summed(tallies, 'reserve_worker_handoffs_total{way="sent"}') == 1
+
+
+async def healthz_pid(stream: trio.SocketStream) -> int:
+    """The pid of the worker serving ``stream``, asked over it (which stays open for more)."""
+    client = h11.Connection(h11.CLIENT)
+    await stream.send_all(client.send(h11.Request(method="GET", target="/healthz", headers=[("Host", "reserve")])))
+    await stream.send_all(client.send(h11.EndOfMessage()))
+    body = b""
+    while not isinstance(event := client.next_event(), h11.EndOfMessage):
+        if event is h11.NEED_DATA:
+            client.receive_data(await stream.receive_some())
+        elif isinstance(event, h11.Data):
+            body += event.data
+    pid: int = json.loads(body)["pid"]
+    return pid
+
+
+async def start_realtime(stream: trio.SocketStream) -> None:
+    """Upgrade ``stream`` to a realtime socket and send it 100 ms of audio: its session starts."""
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(ws.send(wsproto.events.Request(host="reserve", target="/v1/realtime?intent=transcription")))
+    while not any(isinstance(event, wsproto.events.AcceptConnection) for event in ws.events()):
+        ws.receive_data(await stream.receive_some())
+    silence = base64.b64encode(bytes(4800)).decode()  # 100 ms of 24 kHz PCM
+    append = json.dumps({"type": "input_audio_buffer.append", "audio": silence})
+    await stream.send_all(ws.send(wsproto.events.TextMessage(append)))
 
 
 async def transcribe_at_once(server: Served, count: int) -> None:

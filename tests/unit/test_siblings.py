@@ -6,6 +6,7 @@ that cannot happen."""
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -44,7 +45,7 @@ async def test_a_connection_read_here_is_served_by_the_sibling_from_what_was_rea
             await accepted.aclose()  # ours only: the sibling's descriptor keeps the connection
             await client.send_all(REQUEST[40:])  # the rest, sent meanwhile
             with trio.fail_after(5):
-                received, already = await handoff.receive(receiver)
+                [(received, already)] = await handoff.receive(receiver)
             async with ResumedStream(trio.socket.from_stdlib_socket(received), already) as served:
                 got = b""
                 while len(got) < len(REQUEST):
@@ -86,7 +87,8 @@ async def test_a_worker_in_a_dead_siblings_slot_replaces_its_socket(tmp_path: Pa
         async with client, accepted:
             assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, REQUEST)
             with trio.fail_after(5):
-                (await handoff.receive(receiver))[0].close()
+                [(received, _)] = await handoff.receive(receiver)
+            received.close()
     assert not (tmp_path / "2.sock").exists(), "removed when the worker stops receiving"
 
 
@@ -101,7 +103,7 @@ async def test_what_is_not_a_connection_is_closed_and_skipped(tmp_path: Path) ->
         async with client, accepted:
             assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, REQUEST)
             with trio.fail_after(5):
-                received, _ = await handoff.receive(receiver)
+                [(received, _)] = await handoff.receive(receiver)  # the pipe's datagram skipped
             assert received.type == socket.SOCK_STREAM
             received.close()
         with pytest.raises(BrokenPipeError):
@@ -150,4 +152,21 @@ async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path:
             draining.withdraw()
             assert not await me.send(2, later.socket, REQUEST), "served by the worker that accepted it"
             with trio.fail_after(5):
-                (await handoff.receive(receiver))[0].close()  # the one sent before is not lost
+                [(received, _)] = await handoff.receive(receiver)  # the one sent before is not lost
+            received.close()
+
+
+async def test_a_worker_takes_every_connection_queued_at_once(tmp_path: Path) -> None:
+    """The kernel queues only ``net.unix.max_dgram_qlen`` datagrams (10 by default): a busy
+    worker that took one per pass made a burst's senders wait and give up."""
+    async with Siblings(tmp_path, 2, 2).receiving() as receiver, contextlib.AsyncExitStack() as stack:
+        for n in range(8):
+            client, accepted = await accepted_pair()
+            await stack.enter_async_context(client)
+            await stack.enter_async_context(accepted)
+            assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, b"%d" % n)
+        with trio.fail_after(5):
+            received = await handoff.receive(receiver)
+        assert [read for _, read in received] == [b"%d" % n for n in range(8)]
+        for connection, _ in received:
+            connection.close()
