@@ -88,3 +88,27 @@ def test_a_worker_sends_new_sessions_to_the_one_filling_and_each_session_to_its_
     first.carrying(0)  # a draining worker's sessions end: it still takes nothing
     assert second.destination(create) is None
     assert second.destination(b"GET /v1/models HTTP/1.1\r\n") is None
+
+
+def test_a_session_taken_over_while_its_worker_was_away_stays_where_it_runs_once_that_worker_is_full(
+    tmp_path: Path,
+) -> None:
+    """Its worker at its limit could only refuse a session it does not run (a move needs a
+    place), so the worker that runs it serves it; a worker that does not hands it on."""
+
+    held: set[str] = set()
+
+    class Running(Colocation):  # what the registry would say, without running sessions
+        def holds(self, session_id: str) -> bool:
+            return session_id in held
+
+    first = colocation(tmp_path, 1, 2)
+    second = Running(Siblings(tmp_path, 2, 2), Gateway(Settings(max_sessions=10)))
+    session_id = first.new_id()
+    held.add(session_id)  # taken over here while the first worker restarted
+    audio = f"GET /v1/sessions/{session_id}/audio HTTP/1.1\r\n".encode()
+    assert second.destination(audio) == 1, "room there: it goes back to its worker (a move)"
+    first.carrying(10)
+    assert second.destination(audio) is None
+    held.clear()
+    assert second.destination(audio) == 1, "not here: its worker may run it"
