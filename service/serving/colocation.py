@@ -62,6 +62,7 @@ class Colocation:
         self.gateway = gateway
         self.board = LoadBoard(siblings.directory / "loads", siblings.count)
         self._away = False
+        self.orphaned = False  # the supervisor died (kill -9) and cannot remove the directory
         self.carrying(0)
 
     def server(self, app: AppWrapper, config: Config, context: WorkerContext, state: LifespanState) -> Serve:
@@ -137,6 +138,8 @@ class Colocation:
 
     def __exit__(self, *_: object) -> None:
         self.board.close()
+        if self.orphaned:
+            self.siblings.remove_if_last()
 
 
 class PlacingTCPServer(TCPServer):

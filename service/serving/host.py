@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reserve.serve")
 STOP_ASKS = 4  # a bound on queued stop requests: only the first two mean anything
+SUPERVISOR_GONE = "supervisor gone"
 
 
 def stop_signals() -> list[signal.Signals]:
@@ -102,7 +103,7 @@ async def _watch_parent(parent: trio.abc.ReceiveStream, asks: trio.MemorySendCha
         async with parent:
             while await parent.receive_some(64):
                 pass
-        _ask(asks, "supervisor gone")
+        _ask(asks, SUPERVISOR_GONE)
 
 
 def _ask(asks: trio.MemorySendChannel[str], why: str) -> None:
@@ -116,6 +117,7 @@ async def _drain_then_stop(
     why = await asks.receive()
     if colocation is not None:  # siblings serve what they accept themselves from now on
         colocation.withdraw()
+        colocation.orphaned = why == SUPERVISOR_GONE
     log.warning(
         "%s: draining sessions for up to %g s, then stopping (again to stop at once)",
         why,

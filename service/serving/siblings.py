@@ -14,6 +14,7 @@ import array
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,13 @@ class Siblings:
         connection itself; what was sent already is still received."""
         with contextlib.suppress(FileNotFoundError):
             self.path(self.slot).unlink()
+
+    def remove_if_last(self) -> None:
+        """Remove the directory unless a sibling's socket is still in it (for workers whose
+        supervisor died: each withdraws its socket before it looks, so the last to look sees
+        none and removes it)."""
+        if not any(self.directory.glob("*.sock")):
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     @contextlib.asynccontextmanager
     async def receiving(self) -> AsyncIterator[socket.socket]:

@@ -113,10 +113,13 @@ async def as_true(value: bool) -> bool:
 async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url}
+    temporary = tmp_path / "tmp"  # where the supervisor makes the workers' handoff directory
+    temporary.mkdir()
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "TMPDIR": str(temporary)}
     with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
         await server.wait_healthy()
         first = await answering_pids(server, 2)
+        assert len(list(temporary.iterdir())) == 1
         assert first == {p.pid for p in psutil.Process(server.process.pid).children()}, "the supervisor's children"
         victim, survivor = sorted(first)
         os.kill(victim, signal.SIGKILL)
@@ -147,6 +150,7 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
         _, left = await trio.to_thread.run_sync(lambda: psutil.wait_procs(workers, timeout=15))
         assert not left, "workers outlived their supervisor"
         assert server.log.count("supervisor gone: draining sessions") == 2
+        assert not list(temporary.iterdir()), "the last worker to go removed the handoff directory"
 
 
 async def test_sigterm_drains_every_worker_with_sigint_ignored(tmp_path: Path, redis_server: RedisServer) -> None:
