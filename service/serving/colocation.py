@@ -9,8 +9,9 @@ for one of the session's connections, the first of a new connection or the next 
 one, hands the connection there (``siblings``) with the bytes of the request it read, before
 it parsed any of them. It reads only the request line, so anything it cannot place (another
 path, TLS, HTTP/2, a request line cut across reads, a request sent before the last answer
-ended, a sibling gone, too busy, or at its limit of live sessions) it simply serves itself, as
-any worker can: the handoff saves work and never decides what works.
+ended, a sibling gone, draining or too busy, or one at its limit of live sessions that does
+not run the session while this worker holds it) it simply serves itself, as any worker can: the
+handoff saves work and never decides what works.
 
 A new session is placed the same way: a worker that reads the start of ``POST /v1/sessions``
 or of a realtime socket (``GET /v1/realtime``) hands it to the worker that should carry the

@@ -1,12 +1,12 @@
 """How many live sessions each worker of one supervisor carries, and where a new one goes.
 
 A worker's cost per stream falls with its load: each pass of its loop, each write to Riva and
-each batch to Redis serves every stream that is ready, so a worker at 50 streams spends about
-a third more per stream than one at 150 (docs/benchmark.md, eighth round). Spreading a
-hundred sessions over two workers therefore costs a quarter more CPU than giving them to one.
-So new sessions fill the first worker up to ``RESERVE_WORKER_FILL`` live sessions before the
-next gets any, the way a scheduler packs work onto the fewest machines, and past that point on
-every worker they go to the least loaded. Nothing is lost by packing: a worker's sessions
+each batch to Redis serves every stream that is ready, so a worker at 50 streams spent
+0.34-0.37% of a core per stream and one at 150 0.21% (docs/benchmark.md, eighth round), and
+two workers sharing 100 sessions cost 32-39% more than one carrying them all. So new sessions
+fill the first worker up to ``RESERVE_WORKER_FILL`` live sessions before the next gets any, the
+way a scheduler packs work onto the fewest machines, and past that point on every worker they
+go to the least loaded. Nothing is lost by packing: a worker's sessions
 survive its death as any instance's do (their clients reconnect and another takes them over).
 
 The counts are a shared file of one 32-bit number per worker, mapped into every worker: a

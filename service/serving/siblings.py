@@ -23,6 +23,7 @@ import trio
 
 MAX_READ = 2**16  # what a worker reads at once (hypercorn's MAX_RECV): the most a datagram carries
 SEND_TIMEOUT_S = 0.1  # a sibling whose queue stays full this long is not a place to send more
+RECEIVE_AT_ONCE = 64  # connections taken in one go: a flood of them cannot hold the loop
 STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)  # what a worker accepts
 
 
@@ -93,11 +94,11 @@ async def receive(receiver: socket.socket) -> list[tuple[socket.socket, bytes]]:
     every one queued by then. The kernel queues only ``net.unix.max_dgram_qlen`` datagrams (10
     by default), so a busy worker that took one per pass of its loop made a burst of senders
     wait, and past ``SEND_TIMEOUT_S`` serve the connections themselves. Anything else that
-    arrives (or arrives cut short) is closed."""
+    arrives (or arrives cut short) is closed. At most ``RECEIVE_AT_ONCE``: the rest next time."""
     await trio.lowlevel.wait_readable(receiver)
     received: list[tuple[socket.socket, bytes]] = []
     size = array.array("i").itemsize
-    while True:
+    for _ in range(RECEIVE_AT_ONCE):
         try:
             read, ancillary, flags, _ = receiver.recvmsg(MAX_READ, socket.CMSG_SPACE(4 * size))
         except BlockingIOError:
@@ -113,6 +114,7 @@ async def receive(receiver: socket.socket) -> list[tuple[socket.socket, bytes]]:
             extra.close()
         if connections and whole:
             received.append((connections[0], read))
+    return received
 
 
 def _stream_connection(fd: int) -> socket.socket | None:

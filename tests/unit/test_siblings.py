@@ -156,17 +156,28 @@ async def test_a_withdrawn_worker_takes_what_was_sent_and_nothing_more(tmp_path:
             received.close()
 
 
-async def test_a_worker_takes_every_connection_queued_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("at_once", [handoff.RECEIVE_AT_ONCE, 3])
+async def test_a_worker_takes_every_connection_queued_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
     """The kernel queues only ``net.unix.max_dgram_qlen`` datagrams (10 by default): a busy
-    worker that took one per pass made a burst's senders wait and give up."""
+    worker that took one per pass made a burst's senders wait and give up. It takes at most
+    ``RECEIVE_AT_ONCE`` in one go (the kernel's queue may be set longer), the rest next time."""
+    monkeypatch.setattr(handoff, "RECEIVE_AT_ONCE", at_once)
     async with Siblings(tmp_path, 2, 2).receiving() as receiver, contextlib.AsyncExitStack() as stack:
         for n in range(8):
             client, accepted = await accepted_pair()
             await stack.enter_async_context(client)
             await stack.enter_async_context(accepted)
             assert await Siblings(tmp_path, 1, 2).send(2, accepted.socket, b"%d" % n)
+        received: list[tuple[socket.socket, bytes]] = []
+        batches = []
         with trio.fail_after(5):
-            received = await handoff.receive(receiver)
+            while len(received) < 8:
+                batch = await handoff.receive(receiver)
+                batches.append(len(batch))
+                received += batch
         assert [read for _, read in received] == [b"%d" % n for n in range(8)]
+        assert batches == ([8] if at_once >= 8 else [3, 3, 2])
         for connection, _ in received:
             connection.close()
