@@ -43,6 +43,18 @@ def describe_exit(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
+def placement(settings: Settings) -> str:
+    """Where new sessions go, said once at start: an idle second worker is the design, not a fault."""
+    if not settings.worker_handoff:
+        return "sessions run where the kernel puts their connections (RESERVE_WORKER_HANDOFF=false)"
+    if settings.worker_fill == 0:
+        return "new sessions go to the least loaded worker (RESERVE_WORKER_FILL=0)"
+    return (
+        f"new sessions fill the first worker up to {settings.worker_fill} live sessions before the next"
+        " gets any (RESERVE_WORKER_FILL; 0 spreads them)"
+    )
+
+
 class Supervisor:
     def __init__(
         self, settings: Settings, config: Config, config_path: Path | None, sockets: Sockets, workers: int
@@ -88,6 +100,7 @@ class Supervisor:
             await nursery.start(self._receive_signals, nursery)
             binds = ", ".join(self.config.bind)
             log.info("serving %s with %d workers (supervisor pid %d)", binds, self.workers, os.getpid())
+            log.info("%s", placement(self.settings))
             async with trio.open_nursery() as slots:
                 for slot in range(1, self.workers + 1):
                     slots.start_soon(self._keep_running, slot, nursery)

@@ -150,6 +150,7 @@ async def test_two_workers_share_one_port_and_a_killed_one_is_replaced(
         _, left = await trio.to_thread.run_sync(lambda: psutil.wait_procs(workers, timeout=15))
         assert not left, "workers outlived their supervisor"
         assert server.log.count("supervisor gone: draining sessions") == 2
+        assert "new sessions fill the first worker up to 200 live sessions before the next" in server.log
         assert not list(temporary.iterdir()), "the last worker to go removed the handoff directory"
 
 

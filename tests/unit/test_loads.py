@@ -10,6 +10,7 @@ from service.gateway import Gateway
 from service.serving.colocation import NEW_SESSION, Colocation
 from service.serving.loads import AWAY, LoadBoard, choose
 from service.serving.siblings import Siblings
+from service.serving.supervisor import placement
 from service.settings import Settings
 
 
@@ -112,3 +113,15 @@ def test_a_session_taken_over_while_its_worker_was_away_stays_where_it_runs_once
     assert second.destination(audio) is None
     held.clear()
     assert second.destination(audio) == 1, "not here: its worker may run it"
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({}, "new sessions fill the first worker up to 200 live sessions before the next gets any"),
+        ({"worker_fill": 0}, "new sessions go to the least loaded worker (RESERVE_WORKER_FILL=0)"),
+        ({"worker_handoff": False}, "sessions run where the kernel puts their connections"),
+    ],
+)
+def test_the_supervisor_says_where_new_sessions_go(settings: dict[str, object], said: str) -> None:
+    assert said in placement(Settings(**settings))  # type: ignore[arg-type]
