@@ -17,6 +17,8 @@ from service.sessions.state import State
 from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from service.sessions.runtime import Runtime
 
 log = logging.getLogger("reserve.registry")
@@ -35,7 +37,7 @@ class Handover:
         _taking: set[str]
         _nursery: trio.Nursery
 
-        def _check_room(self) -> None: ...
+        def _holding_place(self) -> AbstractContextManager[None]: ...
 
         async def _record(self, session_id: str) -> dict[str, str]: ...
 
@@ -72,12 +74,12 @@ class Handover:
                         continue
                     if session_id in self._taking or session_id in self._sessions:
                         continue  # its audio socket came here meanwhile
-                    self._check_room()
-                    self._taking.add(session_id)
-                    try:
-                        await self._take_over(session_id, ask=False)
-                    finally:
-                        self._taking.discard(session_id)
+                    with self._holding_place():
+                        self._taking.add(session_id)
+                        try:
+                            await self._take_over(session_id, ask=False)
+                        finally:
+                            self._taking.discard(session_id)
                     log.info("session %s adopted: its owner is gone", session_id)
                 except (RedisUnavailable, ReserveError) as exc:
                     log.debug("session %s not adopted: %s", session_id, exc)
@@ -93,13 +95,13 @@ class Handover:
             raise SessionClosed(f"session is {handle.state.value}; create a new one")
         if handle.id in self._taking:
             raise SessionBusy("another audio socket is already streaming to this session")
-        self._check_room()
-        self._taking.add(handle.id)
-        try:
-            with as_state_unavailable():
-                return await self._take_over(handle.id)
-        finally:
-            self._taking.discard(handle.id)
+        with self._holding_place():
+            self._taking.add(handle.id)
+            try:
+                with as_state_unavailable():
+                    return await self._take_over(handle.id)
+            finally:
+                self._taking.discard(handle.id)
 
     async def _take_over(self, session_id: str, *, ask: bool = True) -> Session:
         """``ask``: ask a live owner to hand over and wait for it (an audio socket came here);

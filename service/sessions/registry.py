@@ -7,7 +7,9 @@ taken over when its audio socket comes here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Protocol
 
 import trio
@@ -54,6 +56,7 @@ class Registry(Handover):
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
         self._live = 0
+        self._arriving = 0  # places held by creations and takeovers under way (Redis round trips)
         self._idle = trio.Event()
         self._idle.set()
         self._taking: set[str] = set()
@@ -81,25 +84,43 @@ class Registry(Handover):
         settings = self.runtime.settings
         if self.draining:
             raise ShuttingDown("the gateway is shutting down; try another instance", retry_after_s=5)
-        if self._live >= settings.max_sessions:
+        if self._live + self._arriving >= settings.max_sessions:
             raise Overloaded(
                 f"the gateway is at its limit of {settings.max_sessions} live sessions; try again shortly",
                 retry_after_s=5,
             )
+
+    @contextlib.contextmanager
+    def _holding_place(self) -> Iterator[None]:
+        """A place among ``RESERVE_MAX_SESSIONS`` for a session being created or taken over, held
+        from the check until it runs or has failed: the Redis round trips between would let a
+        burst of them all pass the check (one worker of 200 took 250)."""
+        self._check_room()
+        self._arriving += 1
+        self._tell_load()
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._tell_load()
+
+    def _tell_load(self) -> None:
+        if self._placing is not None:
+            self._placing.carrying(self._live + self._arriving)
 
     async def create(
         self, config: RecognitionSettings, *, owner: str | None = None, ticket: str = "", on_end: OnEnd | None = None
     ) -> Session:
         """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
         runs once the session has ended (it releases the key's live-session count)."""
-        self._check_room()
-        session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
-        session.owner = owner
-        session.ticket = ticket
-        if self.runtime.hub is not None:
-            await self._publish_record(session, last_id=0)
-        self.runtime.metrics.session_created()
-        await self._start(session, on_end)
+        with self._holding_place():
+            session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
+            session.owner = owner
+            session.ticket = ticket
+            if self.runtime.hub is not None:
+                await self._publish_record(session, last_id=0)
+            self.runtime.metrics.session_created()
+            await self._start(session, on_end)
         return session
 
     async def _publish_record(self, session: Session, *, last_id: int) -> None:
@@ -119,8 +140,7 @@ class Registry(Handover):
     async def _start(self, session: Session, on_end: OnEnd | None) -> None:
         self._sessions[session.id] = session
         self._live += 1
-        if self._placing is not None:
-            self._placing.carrying(self._live)
+        self._tell_load()
         self._idle = trio.Event()
         await self._nursery.start(self._own, session, on_end)
 
@@ -224,8 +244,7 @@ class Registry(Handover):
             log.exception("session %s crashed", session.id)
         finally:
             self._live -= 1  # its place is free now; what follows is bookkeeping
-            if self._placing is not None:
-                self._placing.carrying(self._live)
+            self._tell_load()
             if self._live == 0:
                 self._idle.set()
             with trio.CancelScope(shield=True):

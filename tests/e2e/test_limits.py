@@ -16,6 +16,9 @@ from tests.harness import (
     running_gateway,
     stream_audio,
 )
+from tests.redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # a fixture, used by name
 
 SCRIPT = {"fake.transcript": "a b c d e f g h i j k l m n o p", "fake.ms_per_word": "100"}
 
@@ -30,6 +33,25 @@ async def test_max_sessions_answers_503_with_retry_after(fake_riva: FakeRiva) ->
         assert int(response.headers["Retry-After"]) > 0
         await gateway.http.delete(f"/v1/sessions/{first['id']}", headers={"Authorization": f"Bearer {first['token']}"})
         await gateway.create_session()  # a place was freed
+
+
+async def test_a_burst_of_creations_stops_at_max_sessions(fake_riva: FakeRiva, redis_server: RedisServer) -> None:
+    """In shared mode a creation writes the session's record to Redis before the session runs:
+    a burst of them must still stop at ``RESERVE_MAX_SESSIONS`` (all passed the check during
+    those round trips, and one worker of 200 took 250)."""
+    settings = Settings(riva_uri=fake_riva.target, redis_url=redis_server.url, max_sessions=5)
+    async with running_gateway(settings) as gateway:
+        codes: list[int] = []
+
+        async def create() -> None:
+            codes.append((await gateway.http.post("/v1/sessions", json={})).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(12):
+                nursery.start_soon(create)
+        assert sorted(codes) == [201] * 5 + [503] * 7
+        health = (await gateway.http.get("/healthz")).json()
+        assert health["live_sessions"] == 5
 
 
 async def test_max_session_duration_finalizes_the_session(fake_riva: FakeRiva) -> None:
