@@ -41,7 +41,10 @@ class Placing(Protocol):
         """An id for a new session created here, one whose connections come to this worker."""
 
     def carrying(self, live: int) -> None:
-        """This worker's live sessions now, for the siblings that place new ones."""
+        """This worker's live sessions and places held now, for the siblings that place new ones."""
+
+    def arriving(self) -> None:
+        """A creation holds its place here now (one placed here is no longer expected)."""
 
 
 class Registry(Handover):
@@ -114,6 +117,8 @@ class Registry(Handover):
         """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
         runs once the session has ended (it releases the key's live-session count)."""
         with self._holding_place():
+            if self._placing is not None:
+                self._placing.arriving()
             session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
             session.owner = owner
             session.ticket = ticket

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.gateway import Gateway
-from service.serving.colocation import NEW_SESSION, Colocation
+from service.serving.colocation import EXPECTED_S, NEW_SESSION, Colocation
 from service.serving.loads import AWAY, LoadBoard, choose
 from service.serving.siblings import Siblings
 from service.serving.supervisor import placement
@@ -125,3 +125,22 @@ def test_a_session_taken_over_while_its_worker_was_away_stays_where_it_runs_once
 )
 def test_the_supervisor_says_where_new_sessions_go(settings: dict[str, object], said: str) -> None:
     assert said in placement(Settings(**settings))  # type: ignore[arg-type]
+
+
+def test_a_creation_kept_here_counts_at_once_until_the_registry_has_it(tmp_path: Path) -> None:
+    """In a burst a worker reads hundreds of creations before their handlers run: each it keeps
+    counts for its siblings at once, until it holds its place in the registry or, if it never
+    gets there (refused, say), for ``EXPECTED_S``."""
+    now = [0.0]
+    first = Colocation(Siblings(tmp_path, 1, 2), Gateway(Settings(max_sessions=3)), clock=lambda: now[0])
+    second = Colocation(Siblings(tmp_path, 2, 2), Gateway(Settings(max_sessions=3)))
+    create = b"POST /v1/sessions HTTP/1.1\r\n"
+    assert [first.destination(create) for _ in range(3)] == [None, None, None]
+    assert first.board.loads() == [3, 0]
+    assert first.destination(create) == 2 and second.destination(create) is None, "full with the three"
+    first.arriving()  # one of them holds its place in the registry
+    first.carrying(1)
+    assert first.board.loads()[0] == 3
+    now[0] += EXPECTED_S + 0.1  # the other two never got there
+    first.carrying(1)
+    assert first.board.loads()[0] == 1
