@@ -122,3 +122,15 @@ async def test_a_read_timeout_still_applies() -> None:
     assert protocol.events == [Closed()]
     await server.stream.aclose()
     peer.close()
+
+
+async def test_a_connection_whose_request_is_waiting_is_not_closed_as_idle() -> None:
+    """At shutdown hypercorn closes connections without a request under way; one whose client
+    has already sent a request (or its end of file) is left to the read loop, which answers it."""
+    client, server = socket.socketpair()
+    with client, server:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(server))
+        assert not hypercorn_tcp._request_waiting(stream)
+        client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert hypercorn_tcp._request_waiting(stream)
+    assert TCPServer._initiate_server_close is hypercorn_tcp._server_close_unless_asked
