@@ -39,7 +39,7 @@ from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 
-class Placing(Protocol):
+class HandingOff(Protocol):
     """A server that may hand its connection to another worker between requests."""
 
     def between_requests(self) -> bool: ...
@@ -80,7 +80,7 @@ async def _read_data_unscoped(self: TCPServer) -> None:
         return
     # a server that may hand its connection to another worker between requests
     # (``service.serving.colocation.PlacingTCPServer``); checked once per read, awaited only then
-    placing = cast("Placing", self) if hasattr(self, "hand_off") else None
+    placing = cast("HandingOff", self) if hasattr(self, "hand_off") else None
     while True:  # hypercorn's loop, less the scope (a timeout error cannot happen without one)
         try:
             data = await self.stream.receive_some(MAX_RECV)
@@ -101,7 +101,7 @@ async def _server_close_unless_asked(self: TCPServer) -> None:
 
 def _request_waiting(stream: trio.abc.Stream) -> bool:
     """Whether the client sent something not read yet (a request, or its end of file)."""
-    if getattr(stream, "_read", b""):  # a connection a sibling handed over, with what it read
+    if getattr(stream, "unread", b""):  # a connection a sibling handed over, with what it read
         return True
     sock = getattr(stream, "socket", None)  # none: TLS, whose bytes may be the protocol's own
     if sock is None:

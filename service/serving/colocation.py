@@ -104,11 +104,10 @@ class Colocation:
         serve it here."""
         settings = self.gateway.settings
         here = self.siblings.slot
-        loads = self.board.loads()
         if (match := SESSION_PATH.match(request)) is not None:
             session_id = match[1].decode()
             slot = self.siblings.slot_for(session_id)
-            live = loads[slot - 1]
+            live = self.board.load(slot)
             if slot == here or live == AWAY:
                 return None  # a sibling away: serve it here, as any worker can
             if live >= settings.max_sessions and self.holds(session_id):
@@ -116,7 +115,7 @@ class Colocation:
             return slot
         if NEW_SESSION.match(request) is None:
             return None
-        placed = choose(loads, here=here, fill=settings.worker_fill, limit=settings.max_sessions)
+        placed = choose(self.board.loads(), here=here, fill=settings.worker_fill, limit=settings.max_sessions)
         if placed != here:
             return placed
         self._expected.append(self._clock())
@@ -239,11 +238,11 @@ class ResumedStream(trio.abc.HalfCloseableStream):
     def __init__(self, socket: trio.socket.SocketType, read: bytes) -> None:
         self.socket = socket
         self._stream = trio.SocketStream(socket)
-        self._read = read
+        self.unread = read  # what the sibling read, not yet read here
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._read:
-            data, self._read = self._read, b""
+        if self.unread:
+            data, self.unread = self.unread, b""
             await trio.lowlevel.checkpoint()
             return data
         return bytes(await self._stream.receive_some(max_bytes))

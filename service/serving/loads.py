@@ -45,6 +45,10 @@ class LoadBoard:
     def set(self, slot: int, live: int) -> None:
         SLOT.pack_into(self._map, SLOT.size * (slot - 1), live)
 
+    def load(self, slot: int) -> int:
+        (value,) = SLOT.unpack_from(self._map, SLOT.size * (slot - 1))
+        return int(value)
+
     def loads(self) -> list[int]:
         """Every worker's count, in slot order (``AWAY`` for one that takes nothing)."""
         return [value for (value,) in SLOT.iter_unpack(self._map)]

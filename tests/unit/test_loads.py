@@ -20,6 +20,7 @@ def test_every_worker_reads_what_each_writes_of_its_own_count(tmp_path: Path) ->
     first.set(1, 120)
     second.set(3, AWAY)
     assert second.loads() == first.loads() == [120, 0, AWAY]
+    assert [second.load(slot) for slot in (1, 2, 3)] == [120, 0, AWAY]
     first.close()
     second.close()
     again = LoadBoard(tmp_path / "loads", 3)
