@@ -23,7 +23,6 @@ in a run of 40 sessions here).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import re
@@ -42,7 +41,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
 from service.serving import siblings as handoff
-from service.serving.loads import AWAY, LoadBoard, choose
+from service.serving.loads import AWAY, LoadBoard, OwnLoad, choose
 
 if TYPE_CHECKING:
     from service.gateway import Gateway
@@ -55,7 +54,6 @@ Serve = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 SESSION_PATH = re.compile(rb"GET /v1/sessions/([A-Za-z0-9_-]{1,128})/(?:events|audio)[?# ]")
 NEW_SESSION = re.compile(rb"(?:POST /v1/sessions|GET /v1/realtime)[?# ]")
 ID_TRIES = 64  # per worker: (1 - 1/n) ** (64 n) < e ** -64 that no id of that many hashes here
-EXPECTED_S = 1.0  # a creation kept here that has not reached the registry by then never will
 
 
 class Colocation:
@@ -67,14 +65,8 @@ class Colocation:
         self.siblings = siblings
         self.gateway = gateway
         self.board = LoadBoard(siblings.directory / "loads", siblings.count)
-        self._clock = clock
-        self._away = False
+        self.load = OwnLoad(self.board, siblings.slot, clock=clock)
         self.orphaned = False  # the supervisor died (kill -9) and cannot remove the directory
-        self._registered = 0  # the registry's count: live sessions and places held
-        # creations this worker kept, read but not yet in the registry: in a burst, hundreds are
-        # read before their handlers run, and each must count at once or the burst overfills us
-        self._expected: collections.deque[float] = collections.deque()
-        self.carrying(0)
 
     def server(self, app: AppWrapper, config: Config, context: WorkerContext, state: LifespanState) -> Serve:
         """What serves a plain connection here: hypercorn's loop, placing each request."""
@@ -118,8 +110,7 @@ class Colocation:
         placed = choose(self.board.loads(), here=here, fill=settings.worker_fill, limit=settings.max_sessions)
         if placed != here:
             return placed
-        self._expected.append(self._clock())
-        self._publish()
+        self.load.expect()
         return None
 
     def holds(self, session_id: str) -> bool:
@@ -137,28 +128,15 @@ class Colocation:
         return candidate
 
     def carrying(self, live: int) -> None:
-        self._registered = live
-        self._publish()
+        self.load.registered(live)
 
     def arriving(self) -> None:
-        if self._expected:
-            self._expected.popleft()
-        self._publish()
-
-    def _publish(self) -> None:
-        """What this worker carries, for its siblings: the registry's count, and the creations
-        it kept that have yet to reach it (for at most ``EXPECTED_S``)."""
-        stale = self._clock() - EXPECTED_S
-        while self._expected and self._expected[0] < stale:
-            self._expected.popleft()
-        if not self._away:
-            self.board.set(self.siblings.slot, self._registered + len(self._expected))
+        self.load.arrived()
 
     def withdraw(self) -> None:
         """Take nothing more (a draining worker, or one without its socket): siblings serve
         what they accept themselves, and place new sessions elsewhere."""
-        self._away = True
-        self.board.set(self.siblings.slot, AWAY)
+        self.load.withdraw()
         self.siblings.withdraw()
 
     def __enter__(self) -> Colocation:

@@ -17,14 +17,17 @@ the fill; ``RESERVE_MAX_SESSIONS`` stays each worker's hard limit.
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SLOT = struct.Struct("<i")
 AWAY = -1  # a worker that takes nothing (draining, or without its socket for siblings)
+EXPECTED_S = 1.0  # a creation kept here that has not reached the registry by then never will
 
 
 class LoadBoard:
@@ -55,6 +58,49 @@ class LoadBoard:
 
     def close(self) -> None:
         self._map.close()
+
+
+class OwnLoad:
+    """What this worker tells its siblings it carries, in its slot of ``board``: the registry's
+    count (live sessions and places held), and the creations it kept that have yet to reach the
+    registry. In a burst a worker reads hundreds of creations before their handlers run, and each
+    must count at once or the burst overfills it; one that never gets there counts for
+    ``EXPECTED_S``. ``AWAY`` once the worker withdraws, whatever the registry says after."""
+
+    def __init__(self, board: LoadBoard, slot: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._board = board
+        self._slot = slot
+        self._clock = clock
+        self._registered = 0
+        self._expected: collections.deque[float] = collections.deque()
+        self._away = False
+        self._publish()
+
+    def registered(self, count: int) -> None:
+        self._registered = count
+        self._publish()
+
+    def expect(self) -> None:
+        """A creation kept here, read but not yet in the registry."""
+        self._expected.append(self._clock())
+        self._publish()
+
+    def arrived(self) -> None:
+        """A creation holds its place in the registry now: one fewer is expected."""
+        if self._expected:
+            self._expected.popleft()
+        self._publish()
+
+    def withdraw(self) -> None:
+        self._away = True
+        self._board.set(self._slot, AWAY)
+
+    def _publish(self) -> None:
+        stale = self._clock() - EXPECTED_S
+        while self._expected and self._expected[0] < stale:
+            self._expected.popleft()
+        if not self._away:
+            self._board.set(self._slot, self._registered + len(self._expected))
 
 
 def choose(loads: Sequence[int], *, here: int, fill: int, limit: int) -> int | None:

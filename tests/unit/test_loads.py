@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from service.gateway import Gateway
-from service.serving.colocation import EXPECTED_S, NEW_SESSION, Colocation
-from service.serving.loads import AWAY, LoadBoard, choose
+from service.serving.colocation import NEW_SESSION, Colocation
+from service.serving.loads import AWAY, EXPECTED_S, LoadBoard, choose
 from service.serving.siblings import Siblings
 from service.serving.supervisor import placement
 from service.settings import Settings
