@@ -24,18 +24,23 @@ from bench import procs
 ATTEMPTS = 200  # fresh connections tried until every worker answered /healthz
 
 
-async def burst(port: int, count: int) -> collections.Counter[int]:
+async def burst(port: int, count: int) -> tuple[collections.Counter[int], collections.Counter[str]]:
+    """The answers' status codes, and the refusals' messages (why each was refused)."""
     answers: collections.Counter[int] = collections.Counter()
+    reasons: collections.Counter[str] = collections.Counter()
     headers = {"Authorization": f"Bearer {procs.API_KEY}"}
 
     async def create() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as http:
-            answers[(await http.post("/v1/sessions", json={})).status_code] += 1
+            answer = await http.post("/v1/sessions", json={})
+            answers[answer.status_code] += 1
+            if answer.status_code != 201:
+                reasons[answer.text[:160]] += 1
 
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(create)
-    return answers
+    return answers, reasons
 
 
 def live_by_worker(port: int, workers: int) -> dict[int, int]:
@@ -66,10 +71,12 @@ def main() -> None:
         print(f"{args.workers} workers, RESERVE_MAX_SESSIONS {args.max_sessions} each")
         print(f"{'burst':>6} | {'201':>5} | {'503':>5} | {'other':>5} | live sessions per worker after it")
         for count in (int(n) for n in args.bursts.split(",")):
-            answers = trio.run(burst, port, count)
+            answers, reasons = trio.run(burst, port, count)
             other = sum(n for code, n in answers.items() if code not in (201, 503))
             live = sorted(live_by_worker(port, args.workers).values(), reverse=True)
             print(f"{count:>6} | {answers[201]:>5} | {answers[503]:>5} | {other:>5} | {live}")
+            for reason, times in reasons.most_common():
+                print(f"{'':>6}   {times} x {reason}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,16 @@ OnEnd = Callable[[], Awaitable[None]]
 HANDOVER_POLL_S = 0.05
 
 
+class Place:
+    """One of ``RESERVE_MAX_SESSIONS`` held for a session being created or taken over; ``taken``
+    once the session runs in it (from then on it counts as live, no longer as arriving)."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self) -> None:
+        self.taken = False
+
+
 class Handover:
     """Mixed into ``Registry``, whose state it shares (declared here for the type checker)."""
 
@@ -37,11 +47,11 @@ class Handover:
         _taking: set[str]
         _nursery: trio.Nursery
 
-        def _holding_place(self) -> AbstractContextManager[None]: ...
+        def _holding_place(self) -> AbstractContextManager[Place]: ...
 
         async def _record(self, session_id: str) -> dict[str, str]: ...
 
-        async def _start(self, session: Session, on_end: OnEnd | None) -> None: ...
+        async def _start(self, session: Session, on_end: OnEnd | None, place: Place) -> None: ...
 
     async def adopt_orphans(self) -> None:
         """Shared mode: a live session nobody holds (its owner died, or handed it over at shutdown,
@@ -74,10 +84,10 @@ class Handover:
                         continue
                     if session_id in self._taking or session_id in self._sessions:
                         continue  # its audio socket came here meanwhile
-                    with self._holding_place():
+                    with self._holding_place() as place:
                         self._taking.add(session_id)
                         try:
-                            await self._take_over(session_id, ask=False)
+                            await self._take_over(session_id, place, ask=False)
                         finally:
                             self._taking.discard(session_id)
                     log.info("session %s adopted: its owner is gone", session_id)
@@ -95,15 +105,15 @@ class Handover:
             raise SessionClosed(f"session is {handle.state.value}; create a new one")
         if handle.id in self._taking:
             raise SessionBusy("another audio socket is already streaming to this session")
-        with self._holding_place():
+        with self._holding_place() as place:
             self._taking.add(handle.id)
             try:
                 with as_state_unavailable():
-                    return await self._take_over(handle.id)
+                    return await self._take_over(handle.id, place)
             finally:
                 self._taking.discard(handle.id)
 
-    async def _take_over(self, session_id: str, *, ask: bool = True) -> Session:
+    async def _take_over(self, session_id: str, place: Place, *, ask: bool = True) -> Session:
         """``ask``: ask a live owner to hand over and wait for it (an audio socket came here);
         without, take the session only if nobody holds it (adopting an orphan)."""
         hub = self.runtime.hub
@@ -137,7 +147,7 @@ class Handover:
         kind = "move" if record.get("handed_over") else "takeover"
         self.runtime.metrics.redis_takeover(kind)
         log.info("session %s taken over (%s)", session_id, "its owner handed it over" if kind == "move" else "no owner")
-        await self._start(session, self._release_of(session))
+        await self._start(session, self._release_of(session), place)
         session.expect_socket()
         return session
 

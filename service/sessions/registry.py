@@ -23,7 +23,7 @@ from service.errors import (
 )
 from service.events.readers import Readers
 from service.sessions.config import RecognitionSettings
-from service.sessions.handover import Handover, OnEnd
+from service.sessions.handover import Handover, OnEnd, Place
 from service.sessions.record import RemoteSession, static_fields
 from service.sessions.runtime import Runtime
 from service.sessions.session import Session
@@ -94,18 +94,21 @@ class Registry(Handover):
             )
 
     @contextlib.contextmanager
-    def _holding_place(self) -> Iterator[None]:
+    def _holding_place(self) -> Iterator[Place]:
         """A place among ``RESERVE_MAX_SESSIONS`` for a session being created or taken over, held
-        from the check until it runs or has failed: the Redis round trips between would let a
-        burst of them all pass the check (one worker of 200 took 250)."""
+        from the check until it runs (``_start`` makes it a live session's) or has failed: the
+        Redis round trips between would let a burst of them all pass the check (one worker of
+        200 took 250)."""
         self._check_room()
+        place = Place()
         self._arriving += 1
         self._tell_load()
         try:
-            yield
+            yield place
         finally:
-            self._arriving -= 1
-            self._tell_load()
+            if not place.taken:
+                self._arriving -= 1
+                self._tell_load()
 
     def _tell_load(self) -> None:
         if self._placing is not None:
@@ -116,7 +119,7 @@ class Registry(Handover):
     ) -> Session:
         """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
         runs once the session has ended (it releases the key's live-session count)."""
-        with self._holding_place():
+        with self._holding_place() as place:
             if self._placing is not None:
                 self._placing.arriving()
             session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
@@ -125,7 +128,7 @@ class Registry(Handover):
             if self.runtime.hub is not None:
                 await self._publish_record(session, last_id=0)
             self.runtime.metrics.session_created()
-            await self._start(session, on_end)
+            await self._start(session, on_end, place)
         return session
 
     async def _publish_record(self, session: Session, *, last_id: int) -> None:
@@ -142,8 +145,13 @@ class Registry(Handover):
             hub.forget_log(session.id)
             raise StateUnavailable(f"Redis did not take the session: {hub.error or 'no answer'}", retry_after_s=5)
 
-    async def _start(self, session: Session, on_end: OnEnd | None) -> None:
+    async def _start(self, session: Session, on_end: OnEnd | None, place: Place) -> None:
+        """Run ``session`` in ``place``, which counts as its live place from now on: counted as
+        both while its task starts, a burst of 150 creations on a worker at 50 was refused past
+        265 "places" (docs/benchmark.md, eleventh round)."""
         self._sessions[session.id] = session
+        place.taken = True
+        self._arriving -= 1
         self._live += 1
         self._tell_load()
         self._idle = trio.Event()

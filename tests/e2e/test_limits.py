@@ -54,6 +54,28 @@ async def test_a_burst_of_creations_stops_at_max_sessions(fake_riva: FakeRiva, r
         assert health["live_sessions"] == 5
 
 
+async def test_a_burst_of_creations_gets_every_place_up_to_max_sessions(
+    fake_riva: FakeRiva, redis_server: RedisServer
+) -> None:
+    """As many creations as places, sent a moment apart so that some start while others check:
+    each gets one. A session counted both as live and as still arriving while its task started
+    refused 4 of a burst of 150 with room for all."""
+    limit = 40
+    settings = Settings(riva_uri=fake_riva.target, redis_url=redis_server.url, max_sessions=limit)
+    async with running_gateway(settings) as gateway:
+        codes: list[int] = []
+
+        async def create() -> None:
+            codes.append((await gateway.http.post("/v1/sessions", json={})).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(limit):
+                nursery.start_soon(create)
+                await trio.sleep(0.001)
+        assert codes == [201] * limit
+        assert (await gateway.http.get("/healthz")).json()["live_sessions"] == limit
+
+
 async def test_max_session_duration_finalizes_the_session(fake_riva: FakeRiva) -> None:
     async with running_gateway(Settings(riva_uri=fake_riva.target, max_session_duration_s=0.5)) as gateway:
         session = await gateway.create_session(custom_configuration=SCRIPT, interim_results=False)
