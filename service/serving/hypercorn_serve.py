@@ -1,7 +1,8 @@
 """hypercorn 0.18's trio ``worker_serve``, with one addition: where the connections go.
 
 The loop is hypercorn's (lifespan, listeners, the shutdown trigger, the graceful deadline),
-less HTTP/3, which ``reserve serve`` refuses. With ``colocation`` (several workers), a plain
+less HTTP/3, which ``reserve serve`` refuses, and with a moment between the last accept and the
+close of idle connections (``LAST_REQUEST_GRACE_S``). With ``colocation`` (several workers), a plain
 connection is served by a loop that may hand it to its session's worker before any request,
 and the connections siblings hand over are served here exactly as accepted ones: same app,
 config, worker context and state, in the same nursery under the same graceful deadline.
@@ -23,6 +24,12 @@ from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
 from service.serving.colocation import Colocation
+
+# A connection accepted in a worker's last moment is idle until its client's request arrives, and
+# hypercorn closes idle connections as soon as it stops: that client got no answer ("server
+# disconnected") though another worker would have served it. Its request is on its way; it is
+# served if it arrives within this moment (``service.hypercorn_tcp`` keeps waiting requests).
+LAST_REQUEST_GRACE_S = 0.1
 
 
 async def worker_serve(
@@ -85,6 +92,8 @@ async def worker_serve(
                 if other_errors is not None:
                     raise other_errors from error
             finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(LAST_REQUEST_GRACE_S)
                 await context.terminated.set()
                 server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
 
