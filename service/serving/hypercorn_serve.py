@@ -80,6 +80,7 @@ async def worker_serve(
                     nursery.start_soon(raise_shutdown, context.terminate.wait)
                     if plain and colocation is not None:  # what siblings hand over is served as accepted here
                         await nursery.start(colocation.receive, serve_plain, server_nursery)
+                        nursery.start_soon(colocation.load.expire)
                     if secure:
                         nursery.start_soon(partial(trio.serve_listeners, serve, secure, handler_nursery=server_nursery))
                     if plain:

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import trio
+
 SLOT = struct.Struct("<i")
 AWAY = -1  # a worker that takes nothing (draining, or without its socket for siblings)
 EXPECTED_S = 1.0  # a creation kept here that has not reached the registry by then never will
@@ -73,6 +75,7 @@ class OwnLoad:
         self._clock = clock
         self._registered = 0
         self._expected: collections.deque[float] = collections.deque()
+        self._waiting = trio.Event()  # set while creations are expected (``expire`` has work)
         self._away = False
         self._publish()
 
@@ -83,6 +86,7 @@ class OwnLoad:
     def expect(self) -> None:
         """A creation kept here, read but not yet in the registry."""
         self._expected.append(self._clock())
+        self._waiting.set()
         self._publish()
 
     def arrived(self) -> None:
@@ -91,13 +95,25 @@ class OwnLoad:
             self._expected.popleft()
         self._publish()
 
+    async def expire(self) -> None:
+        """Count out each expected creation ``EXPECTED_S`` after it was kept, whether or not
+        anything else changes here: one that never reached the registry (its client's key was
+        refused, say) kept counting in an idle worker, and siblings placed new sessions by it.
+        Sleeps while nothing is expected."""
+        while True:
+            if not self._expected:
+                self._waiting = trio.Event()
+                await self._waiting.wait()
+            await trio.sleep(max(0.0, self._expected[0] + EXPECTED_S - self._clock()) if self._expected else 0)
+            self._publish()
+
     def withdraw(self) -> None:
         self._away = True
         self._board.set(self._slot, AWAY)
 
     def _publish(self) -> None:
         stale = self._clock() - EXPECTED_S
-        while self._expected and self._expected[0] < stale:
+        while self._expected and self._expected[0] <= stale:
             self._expected.popleft()
         if not self._away:
             self._board.set(self._slot, self._registered + len(self._expected))

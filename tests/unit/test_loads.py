@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from service.gateway import Gateway
 from service.serving.colocation import NEW_SESSION, Colocation
@@ -145,3 +146,24 @@ def test_a_creation_kept_here_counts_at_once_until_the_registry_has_it(tmp_path:
     now[0] += EXPECTED_S + 0.1  # the other two never got there
     first.carrying(1)
     assert first.board.loads()[0] == 1
+
+
+async def test_a_creation_that_never_arrives_is_counted_out_where_nothing_else_happens(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """An idle worker's count changes only with its registry's, so one it expected that never
+    came (its key refused, say) would be read by its siblings until its next session."""
+    first = Colocation(Siblings(tmp_path, 1, 2), Gateway(Settings(max_sessions=3)), clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first.load.expire)
+        assert first.destination(b"POST /v1/sessions HTTP/1.1\r\n") is None
+        assert first.board.loads() == [1, 0]
+        await trio.sleep(EXPECTED_S * 0.9)
+        assert first.board.loads() == [1, 0], "still expected"
+        await trio.sleep(EXPECTED_S * 0.2)
+        assert first.board.loads() == [0, 0]
+        first.load.expect()
+        first.load.arrived()  # arrived: nothing left to count out
+        await trio.sleep(EXPECTED_S * 2)
+        assert first.board.loads() == [0, 0]
+        nursery.cancel_scope.cancel()
