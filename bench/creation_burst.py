@@ -35,7 +35,7 @@ async def burst(port: int, count: int) -> tuple[collections.Counter[int], collec
             answer = await http.post("/v1/sessions", json={})
             answers[answer.status_code] += 1
             if answer.status_code != 201:
-                reasons[answer.text[:160]] += 1
+                reasons[answer.text.strip()[:160]] += 1
 
     async with trio.open_nursery() as nursery:
         for _ in range(count):
