@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -64,6 +65,13 @@ def socket_credential() -> str | None:
 
 @blueprint.websocket("/v1/realtime")
 async def realtime() -> None:
+    with registry().socket_waiting() as starting:
+        await _realtime(starting)
+
+
+async def _realtime(starting: Callable[[], None]) -> None:
+    """``starting``: called as the socket's session is created (from then on the registry
+    counts the session, not the socket)."""
     offered = list(websocket.requested_subprotocols)
     subprotocol = REALTIME_SUBPROTOCOL if REALTIME_SUBPROTOCOL in offered else None
     dialect = pick_dialect(websocket.headers, offered, websocket.args)
@@ -89,6 +97,7 @@ async def realtime() -> None:
 
     async def open_session(settings: RecognitionSettings) -> DrivenSession:
         await check_offered(settings)
+        starting()
         driven = await DrivenSession.start(
             registry(), settings, protocol=dialect.name, owner=principal.key_id, ticket=ticket, on_end=release
         )

@@ -52,8 +52,9 @@ class DrivenSession:
         on_end: Callable[[], Awaitable[None]],
     ) -> DrivenSession:
         """``protocol`` labels ``reserve_adapter_sessions_total``; ``ticket`` and ``on_end`` are
-        the key's admission and its release, as for a session created over REST."""
-        session = await registry.create(config, owner=owner, ticket=ticket, on_end=on_end)
+        the key's admission and its release, as for a session created over REST. Not a request
+        placed as a new session (a realtime socket counts from its start: ``socket_waiting``)."""
+        session = await registry.create(config, owner=owner, ticket=ticket, on_end=on_end, placed=False)
         registry.runtime.metrics.adapter_session(protocol)
         return cls(session, session.attach())
 

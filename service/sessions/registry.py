@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import trio
@@ -41,10 +41,11 @@ class Placing(Protocol):
         """An id for a new session created here, one whose connections come to this worker."""
 
     def carrying(self, live: int) -> None:
-        """This worker's live sessions and places held now, for the siblings that place new ones."""
+        """This worker's live sessions, places held and realtime sockets waiting to start one, for
+        the siblings that place new ones."""
 
     def arriving(self) -> None:
-        """A creation holds its place here now (one placed here is no longer expected)."""
+        """A creation placed here has reached the registry (it is no longer expected)."""
 
 
 class Registry(Handover):
@@ -60,6 +61,7 @@ class Registry(Handover):
         self._sessions: dict[str, Session] = {}
         self._live = 0
         self._arriving = 0  # places held by creations and takeovers under way (Redis round trips)
+        self._sockets_waiting = 0  # realtime sockets open here before their first audio (placement only)
         self._idle = trio.Event()
         self._idle.set()
         self._taking: set[str] = set()
@@ -112,15 +114,47 @@ class Registry(Handover):
 
     def _tell_load(self) -> None:
         if self._placing is not None:
-            self._placing.carrying(self._live + self._arriving)
+            self._placing.carrying(self._live + self._arriving + self._sockets_waiting)
+
+    @contextlib.contextmanager
+    def socket_waiting(self) -> Iterator[Callable[[], None]]:
+        """A realtime socket open here, whose session starts with its first audio, maybe long
+        after: siblings that place new sessions count it here from the start, or sockets that
+        talk later would all be placed on a worker that looked empty, and refused there once
+        they talked. It counts for placement only (not against ``RESERVE_MAX_SESSIONS``) until
+        the block ends or the callable it gives is called, as its session is created."""
+        if self._placing is not None:
+            self._placing.arriving()  # the socket itself was the creation placed here
+        self._sockets_waiting += 1
+        self._tell_load()
+        waiting = True
+
+        def starting() -> None:
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                self._sockets_waiting -= 1
+                self._tell_load()
+
+        try:
+            yield starting
+        finally:
+            starting()
 
     async def create(
-        self, config: RecognitionSettings, *, owner: str | None = None, ticket: str = "", on_end: OnEnd | None = None
+        self,
+        config: RecognitionSettings,
+        *,
+        owner: str | None = None,
+        ticket: str = "",
+        on_end: OnEnd | None = None,
+        placed: bool = True,
     ) -> Session:
         """Start a session; ``owner`` is the API key id that asked (for its tokens), ``on_end``
-        runs once the session has ended (it releases the key's live-session count)."""
+        runs once the session has ended (it releases the key's live-session count). ``placed``:
+        its request was placed here as a new session (``POST /v1/sessions``), and is expected."""
         with self._holding_place() as place:
-            if self._placing is not None:
+            if self._placing is not None and placed:
                 self._placing.arriving()
             session = Session(self.runtime, config, session_id=self._placing.new_id() if self._placing else None)
             session.owner = owner

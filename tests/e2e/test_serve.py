@@ -24,6 +24,7 @@ import wsproto
 import wsproto.events
 from trio_websocket import open_websocket_url
 
+from service.serving.loads import EXPECTED_S
 from service.settings import Settings
 from tests.certs import make_pki
 from tests.harness import (
@@ -294,6 +295,35 @@ async def test_realtime_sockets_run_on_the_worker_filling_up(tmp_path: Path, red
         assert summed(tallies, 'reserve_worker_handoffs_total{way="sent"}') == 1
 
 
+async def test_a_realtime_socket_counts_on_its_worker_before_its_first_audio(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Its session starts with its first audio, maybe long after the socket opened. Two sockets
+    fill the first worker (a fill of 2) and stay silent past the second that a placed creation
+    counts by itself: a third socket goes to the other worker. Counted only from their sessions,
+    the first worker looked empty and took all three."""
+    env = {**DEMO, "RESERVE_REDIS_URL": redis_server.url, "RESERVE_WORKER_FILL": "2"}
+    with served([*SERVE, "--workers", "2"], tmp_path / "serve.log", env=env) as server:
+        await server.wait_healthy()
+        await answering_pids(server, 2)
+        host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+        async with contextlib.AsyncExitStack() as stack:
+            sockets: list[tuple[trio.SocketStream, wsproto.WSConnection]] = []
+            for opened in range(3):
+                if opened == 2:
+                    await trio.sleep(EXPECTED_S + 0.5)
+                stream = await stack.enter_async_context(await trio.open_tcp_stream(host, int(port)))
+                sockets.append((stream, await open_realtime(stream)))
+            for stream, ws in sockets:
+                await append_silence(stream, ws)
+            for _ in range(100):
+                tallies = await worker_tallies(server)
+                if summed(tallies, "reserve_sessions_created_total") >= 3:
+                    break
+                await trio.sleep(0.1)
+        assert sorted(tally.get("reserve_sessions_created_total", 0.0) for tally in tallies.values()) == [1, 2]
+
+
 async def healthz_pid(stream: trio.SocketStream) -> int:
     """The pid of the worker serving ``stream``, asked over it (which stays open for more)."""
     client = h11.Connection(h11.CLIENT)
@@ -311,10 +341,19 @@ async def healthz_pid(stream: trio.SocketStream) -> int:
 
 async def start_realtime(stream: trio.SocketStream) -> None:
     """Upgrade ``stream`` to a realtime socket and send it 100 ms of audio: its session starts."""
+    await append_silence(stream, await open_realtime(stream))
+
+
+async def open_realtime(stream: trio.SocketStream) -> wsproto.WSConnection:
+    """Upgrade ``stream`` to a realtime socket (no session yet: that starts with its audio)."""
     ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
     await stream.send_all(ws.send(wsproto.events.Request(host="reserve", target="/v1/realtime?intent=transcription")))
     while not any(isinstance(event, wsproto.events.AcceptConnection) for event in ws.events()):
         ws.receive_data(await stream.receive_some())
+    return ws
+
+
+async def append_silence(stream: trio.SocketStream, ws: wsproto.WSConnection) -> None:
     silence = base64.b64encode(bytes(4800)).decode()  # 100 ms of 24 kHz PCM
     append = json.dumps({"type": "input_audio_buffer.append", "audio": silence})
     await stream.send_all(ws.send(wsproto.events.TextMessage(append)))
