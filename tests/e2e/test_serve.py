@@ -286,11 +286,7 @@ async def test_realtime_sockets_run_on_the_worker_filling_up(tmp_path: Path, red
                     streams.setdefault(await healthz_pid(stream), stream)
             for stream in streams.values():
                 await start_realtime(stream)
-            for _ in range(100):
-                tallies = await worker_tallies(server)
-                if summed(tallies, "reserve_sessions_created_total") >= 2:
-                    break
-                await trio.sleep(0.1)
+            tallies = await tallies_once_created(server, 2)
         assert sorted(tally.get("reserve_sessions_created_total", 0.0) for tally in tallies.values()) == [0, 2]
         assert summed(tallies, 'reserve_worker_handoffs_total{way="sent"}') == 1
 
@@ -316,12 +312,18 @@ async def test_a_realtime_socket_counts_on_its_worker_before_its_first_audio(
                 sockets.append((stream, await open_realtime(stream)))
             for stream, ws in sockets:
                 await append_silence(stream, ws)
-            for _ in range(100):
-                tallies = await worker_tallies(server)
-                if summed(tallies, "reserve_sessions_created_total") >= 3:
-                    break
-                await trio.sleep(0.1)
+            tallies = await tallies_once_created(server, 3)
         assert sorted(tally.get("reserve_sessions_created_total", 0.0) for tally in tallies.values()) == [1, 2]
+
+
+async def tallies_once_created(server: Served, sessions: int) -> dict[int, dict[str, float]]:
+    """Each worker's metrics, once the workers together created ``sessions`` (or after 10 s)."""
+    for _ in range(100):
+        tallies = await worker_tallies(server)
+        if summed(tallies, "reserve_sessions_created_total") >= sessions:
+            break
+        await trio.sleep(0.1)
+    return tallies
 
 
 async def healthz_pid(stream: trio.SocketStream) -> int:
