@@ -22,7 +22,8 @@ from service.riva.stream import open_transport
 from service.riva.targets import TargetPool
 from service.serving.gc_tuning import tune_gc
 from service.serving.io_coalescing import IoCoalescing
-from service.sessions.registry import Placing, Registry
+from service.sessions.places import Placing
+from service.sessions.registry import Registry
 from service.sessions.runtime import Runtime
 from service.settings import Settings
 from service.shared.redis.hub import RedisHub

@@ -19,22 +19,13 @@ from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from service.sessions.places import Place
     from service.sessions.runtime import Runtime
 
 log = logging.getLogger("reserve.registry")
 
 OnEnd = Callable[[], Awaitable[None]]
 HANDOVER_POLL_S = 0.05
-
-
-class Place:
-    """One of ``RESERVE_MAX_SESSIONS`` held for a session being created or taken over; ``taken``
-    once the session runs in it (from then on it counts as live, no longer as arriving)."""
-
-    __slots__ = ("taken",)
-
-    def __init__(self) -> None:
-        self.taken = False
 
 
 class Handover:

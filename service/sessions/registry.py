@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from contextlib import AbstractContextManager
 
 import trio
 
@@ -23,7 +23,8 @@ from service.errors import (
 )
 from service.events.readers import Readers
 from service.sessions.config import RecognitionSettings
-from service.sessions.handover import Handover, OnEnd, Place
+from service.sessions.handover import Handover, OnEnd
+from service.sessions.places import Place, Places, Placing
 from service.sessions.record import RemoteSession, static_fields
 from service.sessions.runtime import Runtime
 from service.sessions.session import Session
@@ -32,20 +33,6 @@ from service.shared.redis.failures import RedisUnavailable, as_state_unavailable
 log = logging.getLogger("reserve.registry")
 
 HANDOVER_POLL_S = 0.05
-
-
-class Placing(Protocol):
-    """Where this worker stands among its siblings (``service.serving.colocation``)."""
-
-    def new_id(self) -> str:
-        """An id for a new session created here, one whose connections come to this worker."""
-
-    def carrying(self, live: int) -> None:
-        """This worker's live sessions, places held and realtime sockets waiting to start one, for
-        the siblings that place new ones."""
-
-    def arriving(self) -> None:
-        """A creation placed here has reached the registry (it is no longer expected)."""
 
 
 class Registry(Handover):
@@ -59,11 +46,7 @@ class Registry(Handover):
         self.readers = Readers(runtime.settings.sse_heartbeat_s)
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
-        self._live = 0
-        self._arriving = 0  # places held by creations and takeovers under way (Redis round trips)
-        self._sockets_waiting = 0  # realtime sockets open here before their first audio (placement only)
-        self._idle = trio.Event()
-        self._idle.set()
+        self._places = Places(runtime.settings.max_sessions, placing)
         self._taking: set[str] = set()
         self.draining = False
         hub = runtime.hub
@@ -74,11 +57,11 @@ class Registry(Handover):
 
     @property
     def live_sessions(self) -> int:
-        return self._live
+        return self._places.live
 
     @property
     def retained_sessions(self) -> int:
-        return len(self._sessions) - self._live
+        return len(self._sessions) - self._places.live
 
     @property
     def sse_readers(self) -> int:
@@ -86,60 +69,25 @@ class Registry(Handover):
         return sum(session.readers for session in self._sessions.values())
 
     def _check_room(self) -> None:
-        settings = self.runtime.settings
         if self.draining:
             raise ShuttingDown("the gateway is shutting down; try another instance", retry_after_s=5)
-        if self._live + self._arriving >= settings.max_sessions:
+        if self._places.full:
             raise Overloaded(
-                f"the gateway is at its limit of {settings.max_sessions} live sessions; try again shortly",
+                f"the gateway is at its limit of {self._places.limit} live sessions; try again shortly",
                 retry_after_s=5,
             )
 
     @contextlib.contextmanager
     def _holding_place(self) -> Iterator[Place]:
-        """A place among ``RESERVE_MAX_SESSIONS`` for a session being created or taken over, held
-        from the check until it runs (``_start`` makes it a live session's) or has failed: the
-        Redis round trips between would let a burst of them all pass the check (one worker of
-        200 took 250)."""
+        """A place for a session being created or taken over, from the check until it runs
+        (``_start``) or has failed (``service.sessions.places``)."""
         self._check_room()
-        place = Place()
-        self._arriving += 1
-        self._tell_load()
-        try:
+        with self._places.holding() as place:
             yield place
-        finally:
-            if not place.taken:
-                self._arriving -= 1
-                self._tell_load()
 
-    def _tell_load(self) -> None:
-        if self._placing is not None:
-            self._placing.carrying(self._live + self._arriving + self._sockets_waiting)
-
-    @contextlib.contextmanager
-    def socket_waiting(self) -> Iterator[Callable[[], None]]:
-        """A realtime socket open here, whose session starts with its first audio, maybe long
-        after: siblings that place new sessions count it here from the start, or sockets that
-        talk later would all be placed on a worker that looked empty, and refused there once
-        they talked. It counts for placement only (not against ``RESERVE_MAX_SESSIONS``) until
-        the block ends or the callable it gives is called, as its session is created."""
-        if self._placing is not None:
-            self._placing.arriving()  # the socket itself was the creation placed here
-        self._sockets_waiting += 1
-        self._tell_load()
-        waiting = True
-
-        def starting() -> None:
-            nonlocal waiting
-            if waiting:
-                waiting = False
-                self._sockets_waiting -= 1
-                self._tell_load()
-
-        try:
-            yield starting
-        finally:
-            starting()
+    def socket_waiting(self) -> AbstractContextManager[Callable[[], None]]:
+        """A realtime socket open here before its first audio (``Places.socket_waiting``)."""
+        return self._places.socket_waiting()
 
     async def create(
         self,
@@ -180,15 +128,9 @@ class Registry(Handover):
             raise StateUnavailable(f"Redis did not take the session: {hub.error or 'no answer'}", retry_after_s=5)
 
     async def _start(self, session: Session, on_end: OnEnd | None, place: Place) -> None:
-        """Run ``session`` in ``place``, which counts as its live place from now on: counted as
-        both while its task starts, a burst of 150 creations on a worker at 50 was refused past
-        265 "places" (docs/benchmark.md, eleventh round)."""
+        """Run ``session`` in ``place``, which counts as its live place from now on."""
         self._sessions[session.id] = session
-        place.taken = True
-        self._arriving -= 1
-        self._live += 1
-        self._tell_load()
-        self._idle = trio.Event()
+        self._places.take(place)
         await self._nursery.start(self._own, session, on_end)
 
     def holds(self, session_id: str) -> bool:
@@ -269,9 +211,9 @@ class Registry(Handover):
         then are finalized (their finals still delivered, ``end`` reason ``shutdown``), and
         whatever is left after ``finish_s`` more is cancelled."""
         self.draining = True
-        log.info("draining %d live sessions (grace %.0f s)", self._live, grace_s)
+        log.info("draining %d live sessions (grace %.0f s)", self._places.live, grace_s)
         with trio.move_on_after(grace_s):
-            await self._idle.wait()
+            await self._places.idle.wait()
         async with trio.open_nursery() as nursery:
             for session in list(self._sessions.values()):
                 if self.runtime.hub is not None and session.movable:
@@ -280,9 +222,9 @@ class Registry(Handover):
                 else:
                     nursery.start_soon(session.finish_early, "shutdown")
         with trio.move_on_after(finish_s):
-            await self._idle.wait()
+            await self._places.idle.wait()
         self.cancel_all("shutdown")
-        await self._idle.wait()
+        await self._places.idle.wait()
 
     async def _own(self, session: Session, on_end: OnEnd | None, *, task_status: trio.TaskStatus[None]) -> None:
         try:
@@ -290,10 +232,7 @@ class Registry(Handover):
         except Exception:  # a bug in one session must not end every other session of the process
             log.exception("session %s crashed", session.id)
         finally:
-            self._live -= 1  # its place is free now; what follows is bookkeeping
-            self._tell_load()
-            if self._live == 0:
-                self._idle.set()
+            self._places.free()  # its place is free now; what follows is bookkeeping
             with trio.CancelScope(shield=True):
                 await self._after(session, on_end)
         if session.handed_over:
