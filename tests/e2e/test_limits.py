@@ -8,6 +8,7 @@ from fake_riva import FakeRiva
 from service.settings import Settings
 from tests.harness import (
     EventCollector,
+    Gateway,
     audio_socket,
     close_reason,
     following,
@@ -41,14 +42,7 @@ async def test_a_burst_of_creations_stops_at_max_sessions(fake_riva: FakeRiva, r
     those round trips, and one worker of 200 took 250)."""
     settings = Settings(riva_uri=fake_riva.target, redis_url=redis_server.url, max_sessions=5)
     async with running_gateway(settings) as gateway:
-        codes: list[int] = []
-
-        async def create() -> None:
-            codes.append((await gateway.http.post("/v1/sessions", json={})).status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(12):
-                nursery.start_soon(create)
+        codes = await create_in_a_burst(gateway, 12)
         assert sorted(codes) == [201] * 5 + [503] * 7
         health = (await gateway.http.get("/healthz")).json()
         assert health["live_sessions"] == 5
@@ -63,17 +57,24 @@ async def test_a_burst_of_creations_gets_every_place_up_to_max_sessions(
     limit = 40
     settings = Settings(riva_uri=fake_riva.target, redis_url=redis_server.url, max_sessions=limit)
     async with running_gateway(settings) as gateway:
-        codes: list[int] = []
-
-        async def create() -> None:
-            codes.append((await gateway.http.post("/v1/sessions", json={})).status_code)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(limit):
-                nursery.start_soon(create)
-                await trio.sleep(0.001)
+        codes = await create_in_a_burst(gateway, limit, apart_s=0.001)
         assert codes == [201] * limit
         assert (await gateway.http.get("/healthz")).json()["live_sessions"] == limit
+
+
+async def create_in_a_burst(gateway: Gateway, count: int, *, apart_s: float = 0.0) -> list[int]:
+    """The status codes of ``count`` session creations sent together, ``apart_s`` apart."""
+    codes: list[int] = []
+
+    async def create() -> None:
+        codes.append((await gateway.http.post("/v1/sessions", json={})).status_code)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(create)
+            if apart_s:
+                await trio.sleep(apart_s)
+    return codes
 
 
 async def test_max_session_duration_finalizes_the_session(fake_riva: FakeRiva) -> None:
